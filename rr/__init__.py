@@ -1,0 +1,1 @@
+"""rr: teach small student language models to reason with rationales, in JAX."""

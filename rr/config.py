@@ -1,0 +1,229 @@
+"""Configs: one schema of every known key, config files that start from it, and checks with clear errors.
+
+A config file is a Python file with `get_config(arg)` returning an `ml_collections.ConfigDict` (big_vision
+style). `arg` is the text after the colon in `--config configs/x.py:runlocal,train=PATH`; `parse_arg` turns
+it into a ConfigDict of named values. Every key a config sets must exist in `base_config()`: a typo is an
+error that names the key, never a silently ignored field.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import os
+from typing import Any
+
+import ml_collections
+
+from rr.errors import UserError
+
+
+class ConfigError(UserError, ValueError):
+  """A config file, key or value is wrong; the message says which and how to fix it."""
+
+
+TRAINERS = ("sft",)
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every key rr knows, with its default. Config files override these; nothing else is allowed."""
+  c = ml_collections.ConfigDict()
+  c.trainer = "sft"  # which loop runs: see rr.train.TRAINERS
+  c.seed = 0
+
+  c.data = ml_collections.ConfigDict()
+  c.data.source = "task"  # "task" (generated, embedded) or "jsonl" (question/answer[/rationale] per line)
+  c.data.task = "addition"  # rr.tasks name, when source == "task"
+  c.data.difficulty = 3
+  c.data.train_size = 20_000  # generated teacher rationales in the train split
+  c.data.test_size = 500
+  c.data.train_path = ""  # JSONL paths, when source == "jsonl"
+  c.data.test_path = ""
+  c.data.max_len = 64  # tokens of prompt + completion + eos; longer examples are an error, never truncated
+
+  c.tokenizer = ml_collections.ConfigDict()
+  c.tokenizer.kind = "char"  # "char" (built in) or "hf" (a local Hugging Face tokenizer directory)
+  c.tokenizer.path = ""
+
+  c.model = ml_collections.ConfigDict()
+  c.model.preset = "tiny"  # rr.models.PRESETS
+  c.model.dtype = "float32"  # compute dtype
+  c.model.param_dtype = "float32"
+  c.model.embed_one_hot = True  # one-hot matmul embedding: faster backward than a gather on XLA:CPU
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.lr = 1e-3
+  c.optim.min_lr_ratio = 0.1  # cosine decays to lr * min_lr_ratio
+  c.optim.warmup_steps = 100
+  c.optim.weight_decay = 0.01
+  c.optim.b1 = 0.9
+  c.optim.b2 = 0.98
+  c.optim.clip_norm = 1.0  # global gradient-norm clipping; 0 = off
+
+  c.train = ml_collections.ConfigDict()
+  c.train.steps = 2000
+  c.train.batch_size = 64
+  c.train.log_every = 50
+  c.train.eval_every = 500  # 0 = only at the end
+  c.train.checkpoint_every = 500  # a checkpoint is also written at the end and on Ctrl-C / SIGTERM
+  c.train.keep_checkpoints = 0  # 0 = keep every checkpoint this run writes
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.num_examples = 500  # held-out examples sampled at each evaluation (<= data.test_size)
+  c.eval.batch_size = 256
+  c.eval.max_new_tokens = 64
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1  # devices on the batch axis; -1 = all that the model axis leaves
+  c.mesh.model = 1  # devices on the tensor-parallel axis
+  return c
+
+
+def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
+  """Parses `runlocal,train=PATH,size=3` into a ConfigDict, typed by the defaults given.
+
+  A bare word is a boolean flag set to True; `key=value` takes the type of its default. Unknown names are
+  errors, so a misspelt variant never runs the full job by accident.
+  """
+  out = ml_collections.ConfigDict(dict(defaults))
+  for part in filter(None, (p.strip() for p in (arg or "").split(","))):
+    key, eq, value = part.partition("=")
+    key = key.strip()
+    if key not in defaults:
+      raise ConfigError(f"config argument {key!r} is unknown; this config accepts: {', '.join(sorted(defaults))}")
+    out[key] = _coerce(value.strip(), defaults[key], f"config argument {key!r}") if eq else True
+  return out
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """Loads `path/to/config.py[:arg]` and returns its validated ConfigDict."""
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise ConfigError(f"config file {path!r} does not exist; pass --config configs/<name>.py (see configs/)")
+  module_spec = importlib.util.spec_from_file_location(f"rr_config_{abs(hash(path))}", path)
+  module = importlib.util.module_from_spec(module_spec)
+  try:
+    module_spec.loader.exec_module(module)
+  except Exception as e:
+    raise ConfigError(f"config file {path!r} failed to load: {type(e).__name__}: {e}") from e
+  if not hasattr(module, "get_config"):
+    raise ConfigError(f"config file {path!r} has no get_config(arg) function")
+  config = module.get_config(arg or None)
+  validate(config, source=path)
+  return config
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: list[tuple[str, str]]) -> None:
+  """Sets `a.b=value` pairs from the command line, typed by the existing field; unknown keys are errors."""
+  for dotted, text in overrides:
+    parent, key = _find_parent(config, dotted)
+    old = parent[key]
+    if isinstance(old, ml_collections.ConfigDict):
+      raise ConfigError(f"--config.{dotted} is a group of keys, not a value; set one of: "
+                        f"{', '.join(sorted(old.keys()))}")
+    parent[key] = _coerce(text, old, f"--config.{dotted}")
+  validate(config, source="the command line")
+
+
+def validate(config: ml_collections.ConfigDict, source: str = "config") -> None:
+  """Checks keys against the schema, value types, and the values that have a fixed set of choices."""
+  _check_keys(config, base_config(), prefix="", source=source)
+  if config.trainer not in TRAINERS:
+    raise ConfigError(f"config.trainer={config.trainer!r} is not a trainer; choose one of {TRAINERS}")
+  if config.data.source not in ("task", "jsonl"):
+    raise ConfigError(f"config.data.source={config.data.source!r}: choose 'task' or 'jsonl'")
+  if config.data.source == "jsonl" and not config.data.train_path:
+    raise ConfigError("config.data.source='jsonl' needs config.data.train_path (and test_path for evaluation)")
+  if config.tokenizer.kind not in ("char", "hf"):
+    raise ConfigError(f"config.tokenizer.kind={config.tokenizer.kind!r}: choose 'char' or 'hf'")
+  if config.tokenizer.kind == "hf" and not config.tokenizer.path:
+    raise ConfigError("config.tokenizer.kind='hf' needs config.tokenizer.path (a local tokenizer directory)")
+  for key in ("train.steps", "train.batch_size", "train.log_every", "data.max_len", "eval.batch_size",
+              "eval.max_new_tokens", "data.train_size", "data.test_size"):
+    group, name = key.split(".")
+    if config[group][name] <= 0:
+      raise ConfigError(f"config.{key}={config[group][name]} must be positive")
+  if config.eval.num_examples > config.data.test_size and config.data.source == "task":
+    raise ConfigError(f"config.eval.num_examples={config.eval.num_examples} exceeds "
+                      f"config.data.test_size={config.data.test_size}; lower the first or raise the second")
+
+
+def to_dict(config: ml_collections.ConfigDict) -> dict:
+  return config.to_dict()
+
+
+def _check_keys(config, schema, prefix: str, source: str) -> None:
+  for key in config.keys():
+    name = f"{prefix}{key}"
+    if key not in schema:
+      close = difflib.get_close_matches(key, list(schema.keys()), n=1)
+      hint = f" (did you mean {prefix + close[0]!r}?)" if close else ""
+      raise ConfigError(f"unknown config key {name!r} in {source}{hint}; known keys here: "
+                        f"{', '.join(sorted(schema.keys()))}")
+    value, expected = config[key], schema[key]
+    if isinstance(expected, ml_collections.ConfigDict):
+      if not isinstance(value, ml_collections.ConfigDict):
+        raise ConfigError(f"config key {name!r} in {source} must be a group of keys, got {value!r}")
+      _check_keys(value, expected, prefix=f"{name}.", source=source)
+    elif not _same_kind(value, expected):
+      raise ConfigError(f"config key {name!r} in {source} must be {type(expected).__name__}, "
+                        f"got {type(value).__name__} {value!r}")
+
+
+def _same_kind(value, expected) -> bool:
+  if isinstance(expected, bool) or isinstance(value, bool):
+    return isinstance(value, bool) and isinstance(expected, bool)
+  if isinstance(expected, float):
+    return isinstance(value, (int, float))
+  return isinstance(value, type(expected))
+
+
+def _find_parent(config, dotted: str):
+  parts = dotted.split(".")
+  node = config
+  for i, part in enumerate(parts):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      where = ".".join(parts[:i]) or "config"
+      choices = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+      close = difflib.get_close_matches(part, choices, n=1)
+      hint = f" (did you mean {close[0]!r}?)" if close else ""
+      raise ConfigError(f"--config.{dotted}: unknown key {part!r} under {where}{hint}; known: {', '.join(choices)}")
+    if i == len(parts) - 1:
+      return node, part
+    node = node[part]
+
+
+def _coerce(text: str, like: Any, what: str) -> Any:
+  """Parses command-line text into the type of the existing value."""
+  try:
+    if isinstance(like, bool):
+      lowered = text.lower()
+      if lowered in ("1", "true", "yes", "on"):
+        return True
+      if lowered in ("0", "false", "no", "off"):
+        return False
+      raise ValueError(text)
+    if isinstance(like, int):
+      return int(text)
+    if isinstance(like, float):
+      return float(text)
+  except ValueError:
+    raise ConfigError(f"{what}={text!r} is not a valid {type(like).__name__}") from None
+  return text
+
+
+def shrink_for_runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The `runlocal` variant of any config: same code paths, seconds of work (tests and laptops)."""
+  c.model.preset = "nano"
+  c.data.train_size = min(c.data.train_size, 256)
+  c.data.test_size = min(c.data.test_size, 16)
+  c.train.steps = 12
+  c.train.batch_size = 8
+  c.train.log_every = 4
+  c.train.eval_every = 8
+  c.train.checkpoint_every = 8
+  c.optim.warmup_steps = 2
+  c.eval.num_examples = min(c.eval.num_examples, c.data.test_size)
+  c.eval.batch_size = 16
+  c.eval.max_new_tokens = min(c.eval.max_new_tokens, 32)
+  return c

@@ -1,0 +1,11 @@
+"""Training loops, chosen by `config.trainer`."""
+
+from __future__ import annotations
+
+
+def run(config, workdir: str, **kwargs) -> dict:
+  """Runs the loop named by `config.trainer` and returns its summary."""
+  from rr.train import sft
+
+  trainers = {"sft": sft.run}
+  return trainers[config.trainer](config, workdir, **kwargs)

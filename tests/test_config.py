@@ -1,0 +1,86 @@
+"""Configs: every file in configs/ builds and validates; typos and ill-typed overrides fail by name."""
+
+import glob
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rr.config import ConfigError, apply_overrides, load_config, parse_arg, validate
+from rr.main import parse_command_line
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG_ARGS = {"sft_jsonl.py": "train=/nonexistent/train.jsonl,test=/nonexistent/test.jsonl"}
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "configs", "*.py"))))
+@pytest.mark.parametrize("runlocal", [False, True])
+def test_every_config_file_builds_and_validates(path, runlocal):
+  args = [a for a in (CONFIG_ARGS.get(os.path.basename(path), ""), "runlocal" if runlocal else "") if a]
+  config = load_config(f"{path}:{','.join(args)}" if args else path)
+  validate(config)
+  if runlocal:
+    assert config.train.steps <= 50 and config.model.preset == "nano"
+
+
+def test_unknown_override_key_names_the_key_and_a_suggestion():
+  config = load_config(os.path.join(ROOT, "configs", "sft.py"))
+  with pytest.raises(ConfigError, match=r"unknown key 'stpes'.*did you mean 'steps'"):
+    apply_overrides(config, [("train.stpes", "3")])
+  with pytest.raises(ConfigError, match=r"unknown key 'nope' under config"):
+    apply_overrides(config, [("nope.x", "3")])
+
+
+def test_ill_typed_override_is_rejected_and_good_ones_are_typed():
+  config = load_config(os.path.join(ROOT, "configs", "sft.py"))
+  with pytest.raises(ConfigError, match=r"train.steps='ten' is not a valid int"):
+    apply_overrides(config, [("train.steps", "ten")])
+  with pytest.raises(ConfigError, match=r"model.embed_one_hot='maybe' is not a valid bool"):
+    apply_overrides(config, [("model.embed_one_hot", "maybe")])
+  apply_overrides(config, [("train.steps", "7"), ("optim.lr", "3e-4"), ("model.embed_one_hot", "false")])
+  assert config.train.steps == 7 and config.optim.lr == 3e-4 and config.model.embed_one_hot is False
+
+
+def test_semantic_errors_name_the_key():
+  config = load_config(os.path.join(ROOT, "configs", "sft.py"))
+  with pytest.raises(ConfigError, match=r"config.train.batch_size=0 must be positive"):
+    apply_overrides(config, [("train.batch_size", "0")])
+  config = load_config(os.path.join(ROOT, "configs", "sft.py"))
+  with pytest.raises(ConfigError, match=r"config.trainer='ppo'"):
+    apply_overrides(config, [("trainer", "ppo")])
+
+
+def test_config_file_with_a_typo_key_is_rejected(tmp_path):
+  bad = tmp_path / "bad.py"
+  bad.write_text("from rr.config import base_config\n"
+                 "def get_config(arg=None):\n  c = base_config()\n  c.train.stepz = 5\n  return c\n")
+  with pytest.raises(ConfigError, match=r"unknown config key 'train.stepz'.*did you mean 'train.steps'"):
+    load_config(str(bad))
+  with pytest.raises(ConfigError, match=r"does not exist"):
+    load_config(str(tmp_path / "missing.py"))
+
+
+def test_parse_arg_types_and_unknown_names():
+  args = parse_arg("runlocal,size=3,name=x", runlocal=False, size=1, name="")
+  assert args.runlocal is True and args.size == 3 and args.name == "x"
+  with pytest.raises(ConfigError, match=r"'sizes' is unknown"):
+    parse_arg("sizes=3", size=1)
+
+
+def test_command_line_forms():
+  spec, overrides, workdir = parse_command_line(
+      ["--config", "configs/sft.py:runlocal", "--config.train.steps=3", "--config.optim.lr", "0.1", "--workdir=/w"])
+  assert spec == "configs/sft.py:runlocal" and workdir == "/w"
+  assert overrides == [("train.steps", "3"), ("optim.lr", "0.1")]
+  with pytest.raises(ConfigError, match="unknown argument"):
+    parse_command_line(["--config", "x.py", "--lr=3"])
+
+
+def test_main_exits_nonzero_with_one_message_before_work(tmp_path):
+  result = subprocess.run([sys.executable, "-m", "rr.main", "--config", "configs/sft.py:runlocal",
+                           "--config.train.stpes=3", "--workdir", str(tmp_path / "run")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2
+  assert "unknown key 'stpes'" in result.stderr and "Traceback" not in result.stderr
+  assert not (tmp_path / "run").exists()
