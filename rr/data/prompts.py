@@ -1,0 +1,47 @@
+"""How an example becomes text: the prompt the model reads and the completion it learns to write.
+
+  prompt      question + "\\n"
+  completion  "<think>" + rationale + "</think>" + answer   (eos is appended as a token id, never as text)
+
+The chat template of a pretrained model comes in a later issue; these strings are the whole format for now.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from rr.data.tokenizers import THINK_CLOSE, THINK_OPEN
+from rr.tasks import Example
+
+
+def format_prompt(question: str) -> str:
+  return question + "\n"
+
+
+def format_completion(example: Example) -> str:
+  return THINK_OPEN + example.rationale + THINK_CLOSE + example.answer
+
+
+def parse_completion(text: str) -> tuple[str, str]:
+  """(rationale, answer). The answer is the text after the last "</think>", stripped; the rationale is the text
+  before it, without a leading "<think>", stripped. Without a "</think>": ("", whole text stripped)."""
+  head, close, answer = text.rpartition(THINK_CLOSE)
+  if not close:
+    return "", text.strip()
+  head = head.strip()
+  if head.startswith(THINK_OPEN):
+    head = head[len(THINK_OPEN):]
+  return head.strip(), answer.strip()
+
+
+def encode_prompts(tokenizer, questions: Sequence[str]) -> list[list[int]]:
+  """Prompt token ids for the sampler, one list per question."""
+  return [tokenizer.encode(format_prompt(q)) for q in questions]
+
+
+def decode_completion(tokenizer, ids: Sequence[int]) -> str:
+  """Text of generated ids up to (not including) the first eos; pads are dropped."""
+  ids = [int(i) for i in ids]
+  if tokenizer.eos_id in ids:
+    ids = ids[:ids.index(tokenizer.eos_id)]
+  return tokenizer.decode(ids)

@@ -1,0 +1,73 @@
+"""Multi-digit addition with carries: the main training task.
+
+Difficulty d = number of digits: both operands are drawn uniformly among the numbers with exactly d digits
+(10^(d-1) .. 10^d - 1; 0 .. 9 when d = 1), so every column sits at a fixed place in the question.
+
+The rationale has one line per column, least significant first, in a fixed layout
+"<digit of a>+<digit of b>+<carry in>=<two-digit column sum>", whose tens digit is the carry out:
+
+  question  "478+256"
+  rationale "8+6+0=14\n7+5+1=13\n4+2+1=07"
+  answer    "734"   (the normal-order number; a final carry adds a leading 1)
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from rr.tasks.base import Example, TaskError, rationale_steps
+
+_STEP = re.compile(r"(\d)\+(\d)\+(\d)=(\d{1,2})")
+_NUMBER = re.compile(r"\d{1,40}")
+
+
+def _columns(a: int, b: int, digits: int) -> list[tuple[int, int, int, int]]:
+  """(digit of a, digit of b, carry in, column sum) per column, least significant first."""
+  columns, carry = [], 0
+  for i in range(digits):
+    da, db = (a // 10**i) % 10, (b // 10**i) % 10
+    total = da + db + carry
+    columns.append((da, db, carry, total))
+    carry = total // 10
+  return columns
+
+
+class AdditionTask:
+  name = "addition"
+
+  def generate(self, rng: np.random.Generator, difficulty: int) -> Example:
+    if difficulty < 1:
+      raise TaskError(f"addition difficulty is the number of digits; it must be >= 1, got {difficulty}")
+    low = 0 if difficulty == 1 else 10 ** (difficulty - 1)
+    a, b = (int(x) for x in rng.integers(low, 10**difficulty, size=2))
+    rationale = "\n".join(f"{da}+{db}+{c}={s:02d}" for da, db, c, s in _columns(a, b, difficulty))
+    return Example(question=f"{a}+{b}", rationale=rationale, answer=str(a + b), difficulty=difficulty,
+                   task=self.name, meta=(a, b))
+
+  def verify(self, answer_text: str, example: Example) -> bool:
+    try:
+      a, b = example.meta
+      text = answer_text.strip()
+      return bool(_NUMBER.fullmatch(text)) and int(text) == a + b
+    except Exception:  # junk of any type is a wrong answer, never a crash
+      return False
+
+  def check_steps(self, rationale: str, example: Example) -> list[bool]:
+    """Step i is right iff it adds the i-th digits of both operands and the true carry into that column."""
+    try:
+      a, b = example.meta
+      digits = max(len(str(a)), len(str(b)))
+      columns = _columns(a, b, digits)
+    except Exception:
+      columns = []
+    results = []
+    for i, step in enumerate(rationale_steps(rationale)):
+      match = _STEP.fullmatch(step)
+      if match is None or i >= len(columns):
+        results.append(False)
+        continue
+      written = tuple(int(g) for g in match.groups())
+      results.append(written == columns[i])
+    return results

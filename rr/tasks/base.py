@@ -1,0 +1,104 @@
+"""What every task family shares: the Example record, the Task protocol and the train/test split.
+
+A task generates examples with a program-written ("teacher") rationale, verifies a student's answer and checks
+each step of a student's rationale. The split of a question is a pure function of an md5 hash of its text, so
+train and test never share a question whatever the seeds and sizes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from rr.errors import UserError
+
+TEST_FRACTION = 0.1  # share of the question space that belongs to the test split
+SPLITS = ("train", "test")
+STALL_DRAWS = 10_000  # make_split gives up after this many draws in a row bring no new question
+
+
+class TaskError(UserError, ValueError):
+  """A task name, difficulty or split size cannot be served; the message says what would work."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+  question: str  # e.g. "478+256"
+  rationale: str  # steps separated by "\n", written by a program (the embedded teacher)
+  answer: str  # canonical answer text, e.g. "734"
+  difficulty: int = 0
+  task: str = ""  # family name, "" for user data
+  meta: tuple = ()  # task-specific hashable data the verifier / step checker need (e.g. operands)
+
+
+@runtime_checkable
+class Task(Protocol):
+  name: str
+
+  def generate(self, rng: np.random.Generator, difficulty: int) -> Example:
+    ...
+
+  def verify(self, answer_text: str, example: Example) -> bool:
+    """True iff the answer is right; never raises on junk."""
+    ...
+
+  def check_steps(self, rationale: str, example: Example) -> list[bool]:
+    """One bool per step written (non-empty line); never raises."""
+    ...
+
+
+def rationale_steps(rationale: str) -> list[str]:
+  """The steps a rationale writes: its non-empty lines, stripped of surrounding whitespace."""
+  if not isinstance(rationale, str):
+    return []
+  return [line.strip() for line in rationale.split("\n") if line.strip()]
+
+
+def question_bucket(question: str) -> float:
+  """A stable number in [0, 1) from the md5 of the question text (Python's hash() is salted per process)."""
+  digest = hashlib.md5(question.encode("utf-8")).digest()
+  return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def split_of(question: str) -> str:
+  """'test' for about TEST_FRACTION of all questions, 'train' for the rest; the same in every process."""
+  return "test" if question_bucket(question) < TEST_FRACTION else "train"
+
+
+def make_split(task: Task | str, split: str, size: int, difficulty: int, seed: int) -> list[Example]:
+  """`size` examples with distinct questions that all belong to `split`, in generation order.
+
+  Deterministic in (task, split, size, difficulty, seed); a smaller size gives a prefix of a larger one.
+  Stops after 100 * size + 1000 draws, or STALL_DRAWS draws in a row without a new question of this split,
+  so it terminates on a small question space: then raises TaskError saying how many were found.
+  """
+  if isinstance(task, str):
+    from rr.tasks import get_task  # the registry lives in the package; imported late to avoid a cycle
+    task = get_task(task)
+  if split not in SPLITS:
+    raise TaskError(f"split={split!r}: choose one of {SPLITS}")
+  if size < 0:
+    raise TaskError(f"split size must be >= 0, got {size}")
+  rng = np.random.default_rng([seed, difficulty])
+  max_draws = 100 * size + 1000
+  seen: set[str] = set()
+  examples: list[Example] = []
+  draws = stalled = 0
+  while len(examples) < size and draws < max_draws and stalled < STALL_DRAWS:
+    draws += 1
+    stalled += 1
+    example = task.generate(rng, difficulty)
+    if example.question in seen or split_of(example.question) != split:
+      continue
+    seen.add(example.question)
+    examples.append(example)
+    stalled = 0
+  if len(examples) < size:
+    raise TaskError(
+        f"task {task.name!r} at difficulty {difficulty}: found only {len(examples)} distinct {split} questions "
+        f"in {draws} draws, but {size} were asked for; the question space is too small. Lower the split "
+        f"size (config.data.train_size / config.data.test_size) or raise config.data.difficulty")
+  return examples

@@ -1,0 +1,99 @@
+"""SFT batches and the prompt/completion format: determinism, padding, mask alignment, epochs, length checks."""
+
+import numpy as np
+import pytest
+
+from rr.data import (CharTokenizer, DataError, SFTBatches, decode_completion, encode_prompts, format_completion,
+                     format_prompt, parse_completion)
+from rr.tasks import Example, make_split
+
+
+def examples(n=10):
+  return make_split("addition", "train", n, difficulty=3, seed=0) + [
+      Example("ab", "", "ba"), Example("x" * 20, "step\nstep", "")]  # rows of different lengths
+
+
+def expected_completion(example):
+  return "<think>" + example.rationale + "</think>" + example.answer
+
+
+def test_prompt_and_completion_format():
+  example = Example("478+256", "8+6+0=14\n7+5+1=13\n4+2+1=07", "734")
+  assert format_prompt("478+256") == "478+256\n"
+  assert format_completion(example) == expected_completion(example)
+  assert parse_completion(format_completion(example)) == (example.rationale, "734")
+  assert parse_completion("<think>a</think>b</think> 42 \n") == ("a</think>b", "42")  # after the last close
+  assert parse_completion(" 42 \n") == ("", "42")
+  assert parse_completion("<think>never closed 42") == ("", "<think>never closed 42")
+  tok = CharTokenizer()
+  assert encode_prompts(tok, ["1+2", "ab"]) == [tok.encode("1+2\n"), tok.encode("ab\n")]
+  ids = tok.encode("<think>x</think>7") + [tok.eos_id] + tok.encode("junk") + [tok.pad_id]
+  assert decode_completion(tok, ids) == "<think>x</think>7"
+
+
+def test_batch_is_a_pure_function_of_seed_and_step():
+  data, tok = examples(), CharTokenizer()
+  first = SFTBatches(data, tok, batch_size=4, max_len=48, seed=7)
+  second = SFTBatches(data, tok, batch_size=4, max_len=48, seed=7)
+  late = first.batch(9)  # asking out of order changes nothing
+  for step in (0, 3, 9):
+    a, b = first.batch(step), second.batch(step)
+    assert set(a) == {"tokens", "positions", "loss_mask"}
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key])
+  np.testing.assert_array_equal(late["tokens"], second.batch(9)["tokens"])
+  other_seed = SFTBatches(data, tok, batch_size=4, max_len=48, seed=8)
+  assert any(not np.array_equal(first.batch(s)["tokens"], other_seed.batch(s)["tokens"]) for s in range(3))
+
+
+def test_layout_padding_positions_and_mask_alignment():
+  data, tok = examples(), CharTokenizer()
+  batches = SFTBatches(data, tok, batch_size=5, max_len=48, seed=0)
+  by_question = {e.question: e for e in data}
+  for step in range(4):
+    batch = batches.batch(step)
+    tokens, positions, mask = batch["tokens"], batch["positions"], batch["loss_mask"]
+    assert tokens.dtype == np.int32 and positions.dtype == np.int32 and mask.dtype == np.float32
+    assert tokens.shape == positions.shape == mask.shape == (5, 48)
+    for row in range(5):
+      real = positions[row] >= 0
+      n = int(real.sum())
+      assert real[:n].all() and not real[n:].any()  # right padding
+      np.testing.assert_array_equal(positions[row, :n], np.arange(n))
+      assert (tokens[row, n:] == tok.pad_id).all() and mask[row, -1] == 0
+      question = tok.decode(tokens[row, :n]).split("\n", 1)[0]
+      example = by_question[question]
+      targets = tokens[row, 1:][mask[row, :-1] == 1]  # loss_mask[t] weights the prediction of tokens[t+1]
+      assert tok.decode(targets) == expected_completion(example) + "<eos>"
+      first_target = int(np.argmax(mask[row]))
+      assert tok.decode(tokens[row, :first_target + 1]) == example.question + "\n"  # prompt is not trained
+      assert set(np.unique(mask[row])) <= {0.0, 1.0}
+
+
+def test_each_epoch_visits_every_example_once():
+  data, tok = examples(), CharTokenizer()
+  n, batch_size = len(data), 5
+  batches = SFTBatches(data, tok, batch_size=batch_size, max_len=48, seed=3)
+  stream = []
+  for step in range(3 * n // batch_size + 1):
+    tokens = batches.batch(step)["tokens"]
+    stream += [tok.decode(row).split("\n", 1)[0] for row in tokens]
+  questions = sorted(e.question for e in data)
+  epochs = [stream[i * n:(i + 1) * n] for i in range(3)]
+  for epoch in epochs:
+    assert sorted(epoch) == questions
+  assert epochs[0] != epochs[1]  # a fresh permutation each epoch
+
+
+def test_lengths_are_validated_at_construction():
+  data, tok = examples(), CharTokenizer()
+  # prompt = question + "\n"; completion = <think> rationale </think> answer <eos>, specials one char id each.
+  longest = max(len(e.question) + 1 + 1 + len(e.rationale) + 1 + len(e.answer) + 1 for e in data)
+  batches = SFTBatches(data, tok, batch_size=2, max_len=longest, seed=0)
+  assert batches.max_example_len == longest
+  assert batches.batch(0)["positions"].max() <= longest - 1
+  with pytest.raises(DataError, match=f"{longest} tokens.*config.data.max_len") as info:
+    SFTBatches(data, tok, batch_size=2, max_len=longest - 1, seed=0)
+  assert f"at least {longest}" in str(info.value)
+  with pytest.raises(DataError, match="no examples"):
+    SFTBatches([], tok, batch_size=2, max_len=64, seed=0)
