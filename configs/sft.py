@@ -16,17 +16,17 @@ def get_config(arg=None):
   c.data.difficulty = 3
   c.data.train_size = 20_000
   c.data.test_size = 500
-  c.data.max_len = 64
+  c.data.max_len = 48  # the longest 3-digit example is 41 tokens
   c.model.preset = "tiny"
   c.optim.lr = 1e-3
-  c.optim.warmup_steps = 100
-  c.train.steps = 2000
+  c.optim.warmup_steps = 50
+  c.train.steps = 800
   c.train.batch_size = 64
   c.train.log_every = 50
-  c.train.eval_every = 500
-  c.train.checkpoint_every = 500
+  c.train.eval_every = 200
+  c.train.checkpoint_every = 200
   c.eval.num_examples = 500
-  c.eval.max_new_tokens = 64
+  c.eval.max_new_tokens = 48
   if args.runlocal:
     shrink_for_runlocal(c)
   return c

@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     if workdir is None:
       workdir = tempfile.mkdtemp(prefix="rr_run_")
       print(f"rr: no --workdir given; writing to {workdir}", file=sys.stderr)
+    if os.environ.get("RR_DISTRIBUTED") == "1":  # set by launch/: one process per host or GPU
+      import jax
+      jax.distributed.initialize()
     from rr import train  # imported late: jax start-up is not needed to report a config typo
     train.run(config, os.path.abspath(workdir))
   except UserError as e:

@@ -28,7 +28,7 @@ from rr.train.interrupt import StopRequest
 from rr.train.metrics import MetricWriter
 from rr.train.optimizer import learning_rate_schedule, make_optimizer
 from rr.train.state import init_train_state, state_shardings
-from rr.train.step import make_sft_step
+from rr.train.step import make_sft_step, put_batch
 
 
 def count_params(params) -> int:
@@ -107,9 +107,11 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
                                    file=sys.stderr, mininterval=2.0) as bar:
     while step < total_steps:
       batch = batches.batch(step)
-      state, metrics = train_step(state, batch)
+      state, metrics = train_step(state, put_batch(batch, mesh))
       step += 1
       pending.append(metrics)
+      if len(pending) > 1:  # at most two steps in flight: an honest progress bar and a prompt stop
+        pending[-2]["loss"].block_until_ready()
       window_tokens += int((batch["positions"] >= 0).sum())
       bar.update(1)
       if step % config.train.log_every == 0 or step == total_steps:

@@ -1,0 +1,128 @@
+"""The SFT job end to end on the runlocal config: files it writes, exact resume, 1 vs 8 devices, SIGTERM."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from rr import train
+from rr.config import apply_overrides, load_config
+from rr.train.metrics import read_metrics
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SFT = os.path.join(ROOT, "configs", "sft.py")
+
+
+def runlocal_config(*overrides):
+  config = load_config(f"{SFT}:runlocal")
+  apply_overrides(config, list(overrides))
+  return config
+
+
+def losses(workdir):
+  return {r["step"]: r["train/loss"] for r in read_metrics(os.path.join(workdir, "metrics.jsonl"))
+          if "train/loss" in r}
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("full"))
+  summary = train.run(runlocal_config(), workdir)
+  return workdir, summary
+
+
+def test_run_writes_metrics_summary_curves_and_tensorboard(full_run):
+  workdir, summary = full_run
+  rows = read_metrics(os.path.join(workdir, "metrics.jsonl"))
+  assert all("step" in r for r in rows)
+  assert sorted(losses(workdir)) == [4, 8, 12]
+  assert any("eval/accuracy" in r and r["step"] == 8 for r in rows)  # periodic evaluation
+  with open(os.path.join(workdir, "summary.json")) as f:
+    on_disk = json.load(f)
+  assert on_disk["step"] == 12 and on_disk["finished"] is True
+  assert 0.0 <= on_disk["eval/accuracy"] <= 1.0 and "eval/step_accuracy" in on_disk
+  assert on_disk["eval/num_examples"] == 16
+  assert os.path.getsize(os.path.join(workdir, "curves.png")) > 1000
+  assert any(name.startswith("events.out.tfevents") for name in os.listdir(os.path.join(workdir, "tensorboard")))
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["12", "8"]
+  assert summary["train/loss"] == on_disk["train/loss"]
+
+
+def test_loss_goes_down(full_run):
+  workdir, _ = full_run
+  curve = losses(workdir)
+  assert curve[12] < curve[4]
+
+
+def test_resume_continues_exactly_where_it_stopped(full_run, tmp_path):
+  workdir, _ = full_run
+  resumed = str(tmp_path / "resumed")
+  first = train.run(runlocal_config(), resumed, should_stop=lambda step: step == 6)
+  assert first["finished"] is False and first["step"] == 6
+  assert sorted(os.listdir(os.path.join(resumed, "checkpoints"))) == ["6"]
+  train.run(runlocal_config(), resumed)
+  np.testing.assert_allclose([losses(resumed)[s] for s in (4, 8, 12)], [losses(workdir)[s] for s in (4, 8, 12)],
+                             rtol=1e-6)
+
+
+def test_finished_run_is_not_overwritten_by_a_rerun(full_run):
+  workdir, _ = full_run
+  ckpt = os.path.join(workdir, "checkpoints", "12")
+  before = {n: os.path.getmtime(os.path.join(ckpt, n)) for n in os.listdir(ckpt)}
+  train.run(runlocal_config(), workdir)
+  assert {n: os.path.getmtime(os.path.join(ckpt, n)) for n in os.listdir(ckpt)} == before
+
+
+def _subprocess_losses(tmp_path, name, *flags, devices=8):
+  workdir = str(tmp_path / name)
+  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
+  result = subprocess.run([sys.executable, "-m", "rr.main", "--config", f"{SFT}:runlocal", "--workdir", workdir,
+                           "--config.train.eval_every=0", "--config.eval.num_examples=8", *flags],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return losses(workdir)
+
+
+def test_sharded_step_on_8_devices_matches_one_device(full_run, tmp_path):
+  workdir, _ = full_run
+  one_device = losses(workdir)
+  data_parallel = _subprocess_losses(tmp_path, "dp8", "--config.mesh.data=8")
+  data_and_model = _subprocess_losses(tmp_path, "dp4tp2", "--config.mesh.data=4", "--config.mesh.model=2")
+  for got in (data_parallel, data_and_model):
+    assert sorted(got) == sorted(one_device)
+    np.testing.assert_allclose([got[s] for s in sorted(got)], [one_device[s] for s in sorted(got)], rtol=2e-5)
+
+
+def test_batch_not_divisible_by_data_axis_is_a_config_error(tmp_path):
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=3", "JAX_PLATFORMS": "cpu"}
+  result = subprocess.run([sys.executable, "-m", "rr.main", "--config", f"{SFT}:runlocal",
+                           "--workdir", str(tmp_path / "w")], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+  assert result.returncode == 2
+  assert "batch_size=8 is not divisible by the 3 devices" in result.stderr
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+  workdir = tmp_path / "sig"
+  proc = subprocess.Popen([sys.executable, "-m", "rr.main", "--config", f"{SFT}:runlocal", "--workdir",
+                           str(workdir), "--config.train.steps=100000", "--config.train.log_every=1",
+                           "--config.train.eval_every=0", "--config.train.checkpoint_every=100000"],
+                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  metrics = workdir / "metrics.jsonl"
+  deadline = time.time() + 240
+  while not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+    assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else ""
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGTERM)
+  _, stderr = proc.communicate(timeout=120)
+  assert proc.returncode == 0, stderr[-2000:]
+  assert "saving a checkpoint" in stderr
+  steps = [int(s) for s in os.listdir(workdir / "checkpoints")]
+  assert len(steps) == 1 and 2 <= steps[0] < 100000
+  with open(workdir / "summary.json") as f:
+    assert json.load(f)["finished"] is False
