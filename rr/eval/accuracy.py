@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from rr import tasks
-from rr.data import encode_prompts, parse_completion
+from rr.data import decode_completion, encode_prompts, parse_completion
 from rr.sampler import Greedy
 
 
@@ -34,8 +34,7 @@ def evaluate_accuracy(sampler, params, tokenizer, examples, *, max_new_tokens: i
     out = sampler(params, prompts[start:start + batch_size], max_new_tokens=max_new_tokens,
                   strategy=Greedy(), rng=jax.random.key(0))
     for row, example in enumerate(examples[start:start + batch_size]):
-      ids = [int(t) for t in out.tokens[row, :out.lengths[row]] if t != tokenizer.eos_id]
-      answer_ok, steps_ok = score_completion(example, tokenizer.decode(ids))
+      answer_ok, steps_ok = score_completion(example, decode_completion(tokenizer, out.tokens[row]))
       answers.append(answer_ok)
       lengths.append(int(out.lengths[row]))
       if steps_ok is not None:

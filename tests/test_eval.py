@@ -1,0 +1,71 @@
+"""Eval scoring: answers by the task's verifier, steps by its checker, user data by exact match."""
+
+import numpy as np
+
+from rr.data import CharTokenizer, format_completion
+from rr.eval import evaluate_accuracy, score_completion
+from rr.tasks import Example, get_task
+from rr.sampler import SampleOutput
+
+
+def addition_example():
+  return get_task("addition").generate(np.random.default_rng(0), 3)
+
+
+def test_teacher_completion_scores_right_on_both_counts():
+  example = addition_example()
+  assert score_completion(example, format_completion(example)) == (True, True)
+
+
+def test_planted_wrong_step_with_right_answer_fails_only_the_step_check():
+  example = addition_example()
+  lines = example.rationale.split("\n")
+  a, rest = lines[0].split("+", 1)
+  lines[0] = f"{(int(a) + 1) % 10}+{rest}"  # first column now reads a wrong digit of the first operand
+  completion = "<think>" + "\n".join(lines) + "</think>" + example.answer
+  assert score_completion(example, completion) == (True, False)
+
+
+def test_wrong_answer_fails_both_and_unparseable_text_never_raises():
+  example = addition_example()
+  wrong = str(int(example.answer) + 1)
+  assert score_completion(example, "<think>" + example.rationale + "</think>" + wrong) == (False, False)
+  assert score_completion(example, "\x00 garbage </think></think>") == (False, False)
+
+
+def test_user_data_uses_whitespace_normalised_exact_match_and_no_step_check():
+  example = Example(question="capital of France?", rationale="", answer="Paris  City")
+  assert score_completion(example, "<think>hm</think> Paris City ") == (True, None)
+  assert score_completion(example, "<think>hm</think>paris city") == (False, None)
+
+
+class ScriptedSampler:
+  """Returns fixed completions, so evaluate_accuracy's bookkeeping is checked without a model."""
+
+  def __init__(self, tokenizer, completions):
+    self.tokenizer, self.completions = tokenizer, completions
+
+  def __call__(self, params, prompts, *, max_new_tokens, strategy, rng):
+    rows = [self.tokenizer.encode(c) + [self.tokenizer.eos_id] for c in self.completions[:len(prompts)]]
+    self.completions = self.completions[len(prompts):]
+    tokens = np.full((len(rows), max_new_tokens), self.tokenizer.pad_id, np.int32)
+    for i, r in enumerate(rows):
+      tokens[i, :len(r)] = r
+    zeros = np.zeros(tokens.shape, np.float32)
+    return SampleOutput(tokens=tokens, lengths=np.array([len(r) for r in rows], np.int32), logprobs=zeros,
+                        model_logprobs=zeros, prompt_index=np.arange(len(rows), dtype=np.int32))
+
+
+def test_evaluate_accuracy_counts_over_batches():
+  tok = CharTokenizer()
+  examples = [get_task("addition").generate(np.random.default_rng(s), 3) for s in range(5)]
+  completions = [format_completion(e) for e in examples]
+  completions[1] = "<think></think>" + examples[1].answer  # right answer, no steps
+  completions[3] = "<think>" + examples[3].rationale + "</think>0"  # wrong answer
+  metrics = evaluate_accuracy(ScriptedSampler(tok, completions), None, tok, examples, max_new_tokens=64,
+                              batch_size=2)
+  assert metrics["eval/accuracy"] == 4 / 5
+  assert metrics["eval/step_accuracy"] == 3 / 5
+  assert metrics["eval/num_examples"] == 5
+  want_length = np.mean([len(tok.encode(c)) + 1 for c in completions])
+  assert abs(metrics["eval/completion_length"] - want_length) < 1e-9
