@@ -1,0 +1,10 @@
+"""Decoder-only transformers (Llama/Qwen family) as pure functions of params and a KV cache."""
+
+from rr.models.cache import cache_logical_axes, init_cache
+from rr.models.config import PRESETS, ModelConfig, model_config
+from rr.models.decoder import Decoder, forward, init_params, param_logical_axes
+
+__all__ = [
+    "ModelConfig", "PRESETS", "model_config", "Decoder", "init_params", "param_logical_axes",
+    "init_cache", "cache_logical_axes", "forward",
+]

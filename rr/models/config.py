@@ -1,0 +1,93 @@
+"""Model configuration and named size presets.
+
+A ModelConfig is a frozen (hashable) dataclass, so it can be a static argument
+to jit and a field of a flax Module. Presets hold shapes only; the vocabulary
+size comes from the tokenizer, hence `model_config(preset, vocab_size)`.
+"""
+
+import dataclasses
+
+import jax.numpy as jnp
+
+_DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int | None = None  # None -> hidden_size // num_heads
+    rope_theta: float = 10000.0
+    rms_norm_eps: float = 1e-6
+    qkv_bias: bool = False  # Qwen2
+    qk_norm: bool = False  # Qwen3: RMSNorm over head_dim on q and k, before rope
+    tie_embeddings: bool = True
+    dtype: str = "float32"  # compute dtype
+    param_dtype: str = "float32"
+    embed_one_hot: bool = False  # one-hot @ table: fast backward on XLA:CPU for small vocab
+
+    def __post_init__(self):
+        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers",
+                     "num_heads", "num_kv_heads"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"ModelConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(
+                f"ModelConfig.num_heads ({self.num_heads}) must be a multiple of "
+                f"num_kv_heads ({self.num_kv_heads}) for grouped-query attention")
+        if self.head_dim is None and self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"ModelConfig.hidden_size ({self.hidden_size}) is not divisible by num_heads "
+                f"({self.num_heads}); set head_dim explicitly")
+        if self.resolved_head_dim % 2:
+            raise ValueError(f"head_dim must be even for rotary embeddings, got {self.resolved_head_dim}")
+        for name in ("dtype", "param_dtype"):
+            if getattr(self, name) not in _DTYPES:
+                raise ValueError(f"ModelConfig.{name}={getattr(self, name)!r}; choose one of {_DTYPES}")
+
+    @property
+    def resolved_head_dim(self) -> int:
+        return self.head_dim if self.head_dim is not None else self.hidden_size // self.num_heads
+
+    @property
+    def compute_dtype(self) -> jnp.dtype:
+        return jnp.dtype(self.dtype)
+
+    @property
+    def weight_dtype(self) -> jnp.dtype:
+        return jnp.dtype(self.param_dtype)
+
+
+# Shapes only (vocab comes from the tokenizer). "qwen2-*" are the bench shapes of
+# /work/shared/bench (Qwen2: qkv bias, tied embeddings); the last two are the
+# real Qwen2/Qwen3 checkpoints' shapes, for loading Hugging Face weights.
+PRESETS: dict[str, dict] = {
+    "nano": dict(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2),
+    "tiny": dict(hidden_size=128, intermediate_size=352, num_layers=4, num_heads=4, num_kv_heads=2),
+    "small": dict(hidden_size=384, intermediate_size=1024, num_layers=6, num_heads=6, num_kv_heads=2),
+    "qwen2-tiny": dict(hidden_size=256, intermediate_size=704, num_layers=4, num_heads=4,
+                       num_kv_heads=2, qkv_bias=True, tie_embeddings=True),
+    "qwen2-small": dict(hidden_size=512, intermediate_size=1408, num_layers=8, num_heads=8,
+                        num_kv_heads=4, qkv_bias=True, tie_embeddings=True),
+    "qwen2-0.5b": dict(hidden_size=896, intermediate_size=4864, num_layers=24, num_heads=14,
+                       num_kv_heads=2, qkv_bias=True, tie_embeddings=True, rope_theta=1e6),
+    "qwen3-0.6b": dict(hidden_size=1024, intermediate_size=3072, num_layers=28, num_heads=16,
+                       num_kv_heads=8, head_dim=128, qk_norm=True, tie_embeddings=True,
+                       rope_theta=1e6),
+}
+
+
+def model_config(preset: str, vocab_size: int, **overrides) -> ModelConfig:
+    """Builds the ModelConfig of a named preset, with field overrides."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown model preset {preset!r}; choose one of {sorted(PRESETS)}")
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"unknown ModelConfig field(s) {unknown} overriding preset {preset!r}; "
+                         f"fields are {sorted(fields)}")
+    return ModelConfig(vocab_size=vocab_size, **{**PRESETS[preset], **overrides})
