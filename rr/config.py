@@ -219,7 +219,7 @@ def shrink_for_runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   c.data.test_size = min(c.data.test_size, 16)
   c.train.steps = 12
   c.train.batch_size = 8
-  c.train.log_every = 4
+  c.train.log_every = 2
   c.train.eval_every = 8
   c.train.checkpoint_every = 8
   c.optim.warmup_steps = 2

@@ -40,7 +40,7 @@ def test_run_writes_metrics_summary_curves_and_tensorboard(full_run):
   workdir, summary = full_run
   rows = read_metrics(os.path.join(workdir, "metrics.jsonl"))
   assert all("step" in r for r in rows)
-  assert sorted(losses(workdir)) == [4, 8, 12]
+  assert sorted(losses(workdir)) == [2, 4, 6, 8, 10, 12]
   assert any("eval/accuracy" in r and r["step"] == 8 for r in rows)  # periodic evaluation
   with open(os.path.join(workdir, "summary.json")) as f:
     on_disk = json.load(f)
@@ -56,7 +56,7 @@ def test_run_writes_metrics_summary_curves_and_tensorboard(full_run):
 def test_loss_goes_down(full_run):
   workdir, _ = full_run
   curve = losses(workdir)
-  assert curve[12] < curve[4]
+  assert curve[12] < curve[2]
 
 
 def test_resume_continues_exactly_where_it_stopped(full_run, tmp_path):
@@ -66,8 +66,9 @@ def test_resume_continues_exactly_where_it_stopped(full_run, tmp_path):
   assert first["finished"] is False and first["step"] == 6
   assert sorted(os.listdir(os.path.join(resumed, "checkpoints"))) == ["6"]
   train.run(runlocal_config(), resumed)
-  np.testing.assert_allclose([losses(resumed)[s] for s in (4, 8, 12)], [losses(workdir)[s] for s in (4, 8, 12)],
-                             rtol=1e-6)
+  steps = [2, 4, 6, 8, 10, 12]
+  assert sorted(losses(resumed)) == steps
+  np.testing.assert_allclose([losses(resumed)[s] for s in steps], [losses(workdir)[s] for s in steps], rtol=1e-6)
 
 
 def test_finished_run_is_not_overwritten_by_a_rerun(full_run):
