@@ -88,7 +88,8 @@ def test_placed_params_give_the_same_forward():
 MULTI_DEVICE_SCRIPT = textwrap.dedent("""
     import json
     import jax, jax.numpy as jnp, numpy as np
-    from rr.models import Decoder, cache_logical_axes, forward, init_cache, init_params, model_config, param_logical_axes
+    from rr.models import (Decoder, cache_logical_axes, forward, init_cache, init_params, model_config,
+                           param_logical_axes)
     from rr.sharding import batch_sharding, logical_to_shardings, make_mesh
 
     assert jax.device_count() == 8, jax.devices()
