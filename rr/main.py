@@ -46,6 +46,20 @@ def parse_command_line(argv: list[str]):
   return spec, overrides, workdir
 
 
+def initialize_distributed() -> None:
+  """Joins a multi-process job. TPU pods and SLURM describe themselves; a hand-made job (launch/
+  local_multiprocess.sh) names its coordinator, process count and id in JAX_* environment variables."""
+  import jax
+
+  kwargs = {}
+  if "JAX_COORDINATOR_ADDRESS" in os.environ:
+    kwargs = dict(coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
+                  num_processes=int(os.environ["JAX_NUM_PROCESSES"]), process_id=int(os.environ["JAX_PROCESS_ID"]))
+  if os.environ.get("JAX_PLATFORMS", "") == "cpu":
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(**kwargs)
+
+
 def main(argv: list[str] | None = None) -> int:
   from rr.config import apply_overrides, load_config
   from rr.errors import UserError
@@ -59,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
       workdir = tempfile.mkdtemp(prefix="rr_run_")
       print(f"rr: no --workdir given; writing to {workdir}", file=sys.stderr)
     if os.environ.get("RR_DISTRIBUTED") == "1":  # set by launch/: one process per host or GPU
-      import jax
-      jax.distributed.initialize()
+      initialize_distributed()
     from rr import train  # imported late: jax start-up is not needed to report a config typo
     train.run(config, os.path.abspath(workdir))
   except UserError as e:

@@ -127,3 +127,18 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
   assert len(steps) == 1 and 2 <= steps[0] < 100000
   with open(workdir / "summary.json") as f:
     assert json.load(f)["finished"] is False
+
+
+def test_two_process_launch_matches_one_process(full_run, tmp_path):
+  """launch/local_multiprocess.sh: two processes, one CPU device each, one data-parallel mesh."""
+  workdir, _ = full_run
+  mp = tmp_path / "mp"
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env["JAX_COORDINATOR_ADDRESS"] = f"127.0.0.1:{12000 + os.getpid() % 20000}"
+  result = subprocess.run(["bash", "launch/local_multiprocess.sh", "2", "--config", f"{SFT}:runlocal",
+                           "--workdir", str(mp)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  got, want = losses(str(mp)), losses(workdir)
+  assert sorted(got) == sorted(want)  # one writer: no duplicate rows
+  assert len([r for r in read_metrics(str(mp / "metrics.jsonl")) if "train/loss" in r]) == len(got)
+  np.testing.assert_allclose([got[s] for s in sorted(got)], [want[s] for s in sorted(want)], rtol=2e-5)

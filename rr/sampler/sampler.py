@@ -89,7 +89,7 @@ class Sampler:
         results = []
         for start in range(0, len(prompts), prompts_per_batch):
             ids = order[start:start + prompts_per_batch]
-            inputs = self._pack([prompts[i] for i in ids], ids)
+            inputs = self._place(self._pack([prompts[i] for i in ids], ids))
             results.append((ids, fn(params, *inputs, rng)))
 
         n_rows = len(prompts) * num_samples
@@ -99,7 +99,7 @@ class Sampler:
                "lengths": np.zeros((n_rows,), np.int32)}
         for ids, result in results:  # dispatch all batches first, then wait on the host
             rows = (ids[:, None] * num_samples + np.arange(num_samples)[None, :]).reshape(-1)
-            for name, value in jax.device_get(result).items():
+            for name, value in self._fetch(result).items():
                 out[name][rows] = np.asarray(value)[:len(rows)]
         prompt_index = np.repeat(np.arange(len(prompts), dtype=np.int32), num_samples)
         return SampleOutput(prompt_index=prompt_index, **out)
@@ -138,6 +138,21 @@ class Sampler:
         # Dummy rows get a one-token prompt so no query is left without a visible key.
         positions[len(prompts):, -1] = 0
         return tokens, positions, ids, real
+
+    def _place(self, arrays):
+        """Host arrays onto the mesh's data axis. Every process holds the same prompts, so each
+        builds the global array from its own copy (this also works with several processes)."""
+        if self.mesh is None:
+            return arrays
+        return tuple(jax.make_array_from_callback(a.shape, self._batch_sharding, lambda index, a=a: a[index])
+                     for a in arrays)
+
+    def _fetch(self, result):
+        """Device results to host numpy; with several processes, gathered from all of them."""
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            return multihost_utils.process_allgather(result, tiled=True)
+        return jax.device_get(result)
 
     def _shardings_of(self, params):
         """in_shardings for params under the mesh (see param_shardings); None without a mesh."""

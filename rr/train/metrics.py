@@ -14,13 +14,17 @@ from typing import Any
 
 class MetricWriter:
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, enabled: bool = True):
+    """`enabled=False` on every process but the first of a multi-process job: one process writes."""
     self.workdir = workdir
+    self.enabled = enabled
     os.makedirs(workdir, exist_ok=True)
     self.metrics_path = os.path.join(workdir, "metrics.jsonl")
     self._tb = None
 
   def write(self, step: int, metrics: dict[str, Any]) -> None:
+    if not self.enabled:
+      return
     row = {"step": int(step), **{k: _plain(v) for k, v in metrics.items()}}
     with open(self.metrics_path, "a") as f:
       f.write(json.dumps(row) + "\n")
@@ -31,6 +35,8 @@ class MetricWriter:
     tb.flush()
 
   def write_summary(self, summary: dict[str, Any]) -> None:
+    if not self.enabled:
+      return
     path = os.path.join(self.workdir, "summary.json")
     with open(path, "w") as f:
       json.dump({k: _plain(v) for k, v in summary.items()}, f, indent=2, sort_keys=True)
@@ -40,6 +46,9 @@ class MetricWriter:
 
   def plot_curves(self, keys: tuple[str, ...] = ("train/loss", "eval/accuracy", "eval/step_accuracy")) -> str:
     """Draws each metric against steps in one figure per key, side by side; returns the PNG path."""
+    path = os.path.join(self.workdir, "curves.png")
+    if not self.enabled:
+      return path
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -54,7 +63,6 @@ class MetricWriter:
       ax.set_title(key)
       ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = os.path.join(self.workdir, "curves.png")
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

@@ -88,7 +88,7 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
     state = checkpoints.restore(latest, abstract, expect=record)
     print(f"rr: resuming from {checkpoints.directory}/{latest}", file=sys.stderr)
   # ---------------------------------------------------------------- train loop
-  writer = MetricWriter(workdir)
+  writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
   sampler = Sampler(model_cfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, mesh=mesh)
   train_step = make_sft_step(model, optimizer, shardings, mesh)
 
