@@ -8,7 +8,6 @@ saved over, and unreadable checkpoints are reported, not cleaned up.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 

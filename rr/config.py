@@ -148,10 +148,6 @@ def validate(config: ml_collections.ConfigDict, source: str = "config") -> None:
                       f"config.data.test_size={config.data.test_size}; lower the first or raise the second")
 
 
-def to_dict(config: ml_collections.ConfigDict) -> dict:
-  return config.to_dict()
-
-
 def _check_keys(config, schema, prefix: str, source: str) -> None:
   for key in config.keys():
     name = f"{prefix}{key}"
