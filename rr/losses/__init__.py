@@ -1,5 +1,8 @@
 """Losses as pure functions of arrays: no model, no optimiser, nothing on the host."""
 
+from rr.losses.policy import (PolicyLossConfig, aggregate, kl_per_token, policy_loss, token_entropy,
+                              value_loss)
 from rr.losses.sft import completion_nll, token_log_probs
 
-__all__ = ["completion_nll", "token_log_probs"]
+__all__ = ["PolicyLossConfig", "aggregate", "completion_nll", "kl_per_token", "policy_loss",
+           "token_entropy", "token_log_probs", "value_loss"]

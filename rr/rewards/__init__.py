@@ -1,0 +1,18 @@
+"""Rewards: text rewards scored safely on the host, jittable combinators, and advantage estimators."""
+
+from __future__ import annotations
+
+from rr.rewards.advantages import (GroupSizeError, check_group_size, compute_advantages, gae,
+                                   group_advantages, reinforce_pp_advantages, rloo_advantages)
+from rr.rewards.base import (RewardFailure, RowReward, TextReward, TokenReward, reward_metrics, reward_name,
+                             score_rewards)
+from rr.rewards.builtin import (calibration, correctness, format_reward, is_correct, length_penalty,
+                                overlong_shaping, split_confidence, step_correctness)
+from rr.rewards.combine import gate, normalize_then_sum, weighted_sum
+
+__all__ = ["GroupSizeError", "check_group_size", "compute_advantages", "gae", "group_advantages",
+           "reinforce_pp_advantages", "rloo_advantages",
+           "RewardFailure", "RowReward", "TextReward", "TokenReward", "calibration", "correctness",
+           "format_reward", "gate", "is_correct", "length_penalty", "normalize_then_sum", "overlong_shaping",
+           "reward_metrics", "reward_name", "score_rewards", "split_confidence", "step_correctness",
+           "weighted_sum"]

@@ -1,0 +1,133 @@
+"""The reward protocols and the one place host rewards are called: `score_rewards`, which never lets a bad row
+kill the run.
+
+Two kinds of reward:
+  text reward   host function (prompts, completions, examples) -> float32 [N]; parses text, runs verifiers.
+  token reward  jitted function (tokens_BxT, mask_BxT, params) -> float32 [B]; numeric or model-based.
+Each carries a `name`, used in metrics as `rewards/<name>/mean` and `rewards/<name>/std` (TRL's names).
+
+A reward that raises, returns the wrong shape, or returns a non-finite value for a row makes that row invalid:
+it is listed in `failures` with the reward's name and the row, its reward entries are 0, and the trainer gives
+it no advantage. The other rows keep their rewards and the batch is not lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from rr.tasks import Example
+
+MAX_ERROR_CHARS = 300  # a failure message is cut here so one bad row cannot flood the log
+
+
+@runtime_checkable
+class TextReward(Protocol):
+  """Host-side reward over decoded text: one float per completion. Examples carry the task and its answer."""
+  name: str
+
+  def __call__(self, prompts: Sequence[str], completions: Sequence[str],
+               examples: Sequence[Example]) -> np.ndarray:
+    ...
+
+
+@runtime_checkable
+class TokenReward(Protocol):
+  """Jittable reward over token arrays: (tokens_BxT int32, mask_BxT bool of completion tokens, params of a
+  scoring model or None) -> float32 [B]. No built-in yet; model-based rewards (RLT, listener) will be these."""
+  name: str
+
+  def __call__(self, tokens_BxT: Any, mask_BxT: Any, params: Any) -> Any:
+    ...
+
+
+@dataclasses.dataclass(frozen=True)
+class RowReward:
+  """A text reward made of a per-row function, so built-ins only say how to score one completion."""
+  name: str
+  score_row: Callable[[str, str, Example], float]
+
+  def __call__(self, prompts, completions, examples) -> np.ndarray:
+    return np.asarray([self.score_row(p, c, e) for p, c, e in zip(prompts, completions, examples, strict=True)],
+                      np.float32)
+
+
+class RewardFailure(NamedTuple):
+  reward: str  # the reward's name
+  row: int  # index into the batch
+  error: str  # what went wrong, one line
+
+
+def reward_name(reward_fn) -> str:
+  """`reward_fn.name`, else the function's __name__, so plain user functions work too."""
+  return getattr(reward_fn, "name", None) or getattr(reward_fn, "__name__", type(reward_fn).__name__)
+
+
+def _error_text(exc: BaseException) -> str:
+  return f"{type(exc).__name__}: {exc}".replace("\n", " ")[:MAX_ERROR_CHARS]
+
+
+def _as_rows(out, n: int) -> np.ndarray:
+  """The reward's output as float32 [n]; ValueError naming the shape otherwise."""
+  values = np.asarray(out, dtype=np.float32)
+  if values.shape != (n,):
+    raise ValueError(f"returned shape {values.shape}, expected ({n},): one float per completion")
+  return values
+
+
+def _call_rows(reward_fn, prompts, completions, examples, name: str,
+               failures: list[RewardFailure]) -> tuple[np.ndarray, np.ndarray]:
+  """Calls the reward on the whole batch; if that raises, row by row to find the rows that do.
+  Returns (values [N], ok [N]) with failed rows at 0."""
+  n = len(completions)
+  try:
+    return _as_rows(reward_fn(prompts, completions, examples), n), np.ones(n, bool)
+  except Exception:  # pylint: disable=broad-except
+    pass
+  values, ok = np.zeros(n, np.float32), np.ones(n, bool)
+  for i in range(n):
+    try:
+      values[i] = _as_rows(reward_fn(prompts[i:i + 1], completions[i:i + 1], examples[i:i + 1]), 1)[0]
+    except Exception as exc:  # pylint: disable=broad-except
+      ok[i] = False
+      failures.append(RewardFailure(name, i, _error_text(exc)))
+  return values, ok
+
+
+def score_rewards(reward_fns: Sequence[TextReward], prompts: Sequence[str], completions: Sequence[str],
+                  examples: Sequence[Example]) -> tuple[np.ndarray, np.ndarray, list[RewardFailure]]:
+  """(rewards_NxK float32, valid_N bool, failures) for K text rewards on N completions; never raises for a
+  reward's fault. A row is invalid if any reward raised or gave a non-finite value for it; invalid entries
+  are 0 in rewards_NxK (mask them with valid_N, e.g. `normalize_then_sum(..., valid_N=valid_N)`)."""
+  prompts, completions, examples = list(prompts), list(completions), list(examples)
+  n = len(completions)
+  if not len(prompts) == len(examples) == n:
+    raise ValueError(f"score_rewards: {len(prompts)} prompts, {n} completions and {len(examples)} examples; "
+                     "give one prompt and one example per completion (repeat them for G completions per prompt)")
+  rewards_NxK = np.zeros((n, len(reward_fns)), np.float32)
+  valid_N = np.ones(n, bool)
+  failures: list[RewardFailure] = []
+  for k, reward_fn in enumerate(reward_fns):
+    name = reward_name(reward_fn)
+    values, ok = _call_rows(reward_fn, prompts, completions, examples, name, failures)
+    for i in np.flatnonzero(ok & ~np.isfinite(values)):
+      ok[i] = False
+      failures.append(RewardFailure(name, int(i), f"returned {values[i]}"))
+    rewards_NxK[:, k] = np.where(ok, values, 0.0)
+    valid_N &= ok
+  return rewards_NxK, valid_N, failures
+
+
+def reward_metrics(reward_fns: Sequence[TextReward], rewards_NxK: np.ndarray,
+                   valid_N: np.ndarray) -> dict[str, float]:
+  """TRL-named `rewards/<name>/mean` and `/std` over the valid rows, plus `rewards/invalid_frac`."""
+  rewards_NxK, valid_N = np.asarray(rewards_NxK), np.asarray(valid_N, bool)
+  metrics = {"rewards/invalid_frac": float(1.0 - valid_N.mean()) if valid_N.size else 0.0}
+  for k, reward_fn in enumerate(reward_fns):
+    column = rewards_NxK[valid_N, k]
+    name = reward_name(reward_fn)
+    metrics[f"rewards/{name}/mean"] = float(column.mean()) if column.size else float("nan")
+    metrics[f"rewards/{name}/std"] = float(column.std()) if column.size else float("nan")
+  return metrics
