@@ -78,13 +78,24 @@ class Checkpoints:
                             "move it aside (rr never deletes checkpoints) or pass another --workdir.") from e
     return _in_layout_of(abstract_state, restored["state"], f"{self.directory}/{step}")
 
+  def restore_params(self, step: int, like_params: Any, expect: dict) -> Any:
+    """Only the params of `step`, placed like `like_params` (e.g. to start RL from an SFT run)."""
+    record = self.read_record(step)
+    for key, want in expect.items():
+      if record.get(key) != want:
+        raise CheckpointError(
+            f"checkpoint {self.directory}/{step} was written with {key}={record.get(key)}, but this run has "
+            f"{key}={want}; use a config whose model and tokenizer match it")
+    try:
+      restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    except Exception as e:
+      raise CheckpointError(f"checkpoint {self.directory}/{step} could not be read ({type(e).__name__}: "
+                            f"{str(e)[:300]}); it may be corrupt") from e
+    params = _in_layout_of(like_params, restored["state"]["params"], f"{self.directory}/{step}")
+    return jax.tree.map(lambda x, like: jax.device_put(x, like.sharding).astype(like.dtype), params, like_params)
+
   def close(self) -> None:
     self._manager.close()
-
-
-def abstract_like(tree: Any) -> Any:
-  """ShapeDtypeStructs with shardings, the target orbax restores into."""
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
 
 
 def _in_layout_of(abstract: Any, restored: Any, where: str) -> Any:

@@ -22,7 +22,7 @@ class ConfigError(UserError, ValueError):
   """A config file, key or value is wrong; the message says which and how to fix it."""
 
 
-TRAINERS = ("sft",)
+TRAINERS = ("sft", "grpo")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -30,6 +30,7 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.trainer = "sft"  # which loop runs: see rr.train.TRAINERS
   c.seed = 0
+  c.init_checkpoint = ""  # fresh runs start from these params: another run's --workdir (or its checkpoints/)
 
   c.data = ml_collections.ConfigDict()
   c.data.source = "task"  # "task" (generated, embedded) or "jsonl" (question/answer[/rationale] per line)
@@ -72,6 +73,29 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.num_examples = 500  # held-out examples sampled at each evaluation (<= data.test_size)
   c.eval.batch_size = 256
   c.eval.max_new_tokens = 64
+
+  c.rl = ml_collections.ConfigDict()  # trainer "grpo": the GRPO family (METHODS.md sections 1-3)
+  c.rl.prompts_per_step = 8
+  c.rl.group_size = 8  # completions per prompt (G); the step's batch is prompts_per_step * group_size
+  c.rl.max_new_tokens = 48
+  c.rl.temperature = 1.0
+  c.rl.top_k = 0
+  c.rl.top_p = 1.0
+  c.rl.rewards = "correctness,format"  # rr.train.grpo.REWARDS names, comma-separated
+  c.rl.reward_weights = "1.0,0.1"  # one weight per reward
+  c.rl.advantage = "grpo"  # grpo | drgrpo | rloo | reinforce++
+  c.rl.advantage_scale = "group"  # grpo only: std of the group or of the batch
+  c.rl.epochs = 1  # mu: optimiser steps on each batch of rollouts
+  c.rl.eps_low = 0.2
+  c.rl.eps_high = 0.2  # DAPO clip-higher: 0.28
+  c.rl.ratio_level = "token"  # "sequence" = GSPO
+  c.rl.clip_mode = "clip"  # "gppo" keeps gradients on clipped tokens
+  c.rl.dual_clip_c = 0.0
+  c.rl.aggregation = "seq-mean-token-mean"  # token-mean (DAPO) | seq-mean-token-sum-norm (Dr.GRPO)
+  c.rl.kl_beta = 0.0  # > 0 builds a frozen reference copy of the initial params
+  c.rl.kl_estimator = "k3"
+  c.rl.entropy_coef = 0.0
+  c.rl.mask_truncated = False
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1  # devices on the batch axis; -1 = all that the model axis leaves

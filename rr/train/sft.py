@@ -17,9 +17,8 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from rr import models, sharding
-from rr.checkpoint import Checkpoints, abstract_like
-from rr.config import ConfigError
+from rr import models
+from rr.checkpoint import Checkpoints
 from rr.data import SFTBatches
 from rr.eval import evaluate_accuracy
 from rr.sampler import Sampler
@@ -27,32 +26,9 @@ from rr.train.inputs import load_inputs
 from rr.train.interrupt import StopRequest
 from rr.train.metrics import MetricWriter
 from rr.train.optimizer import learning_rate_schedule, make_optimizer
-from rr.train.state import init_train_state, state_shardings
+from rr.train.setup import build_mesh, build_model_config, count_params
+from rr.train.state import restore_or_init
 from rr.train.step import make_sft_step, put_batch
-
-
-def count_params(params) -> int:
-  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
-
-
-def build_model_config(config, vocab_size: int) -> models.ModelConfig:
-  try:
-    return models.model_config(config.model.preset, vocab_size=vocab_size, dtype=config.model.dtype,
-                               param_dtype=config.model.param_dtype, embed_one_hot=config.model.embed_one_hot)
-  except ValueError as e:
-    raise ConfigError(f"config.model: {e}") from e
-
-
-def build_mesh(config) -> jax.sharding.Mesh:
-  try:
-    mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
-  except ValueError as e:
-    raise ConfigError(f"config.mesh: {e}") from e
-  data_devices = mesh.shape["data"]
-  if config.train.batch_size % data_devices:
-    raise ConfigError(f"config.train.batch_size={config.train.batch_size} is not divisible by the "
-                      f"{data_devices} devices of the mesh's data axis; change one of them")
-  return mesh
 
 
 def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) -> dict:
@@ -68,7 +44,7 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   eval_examples = inputs.test[:config.eval.num_examples]
   model_cfg = build_model_config(config, tokenizer.vocab_size)
   # ---------------------------------------------------------------- mesh
-  mesh = build_mesh(config)
+  mesh = build_mesh(config, config.train.batch_size)
   # ---------------------------------------------------------------- model and optimiser
   model = models.Decoder(model_cfg)
   total_steps = config.train.steps
@@ -78,15 +54,10 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   os.makedirs(workdir, exist_ok=True)
   checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), keep=config.train.keep_checkpoints)
   record = {"model": dataclasses.asdict(model_cfg), "vocab_size": tokenizer.vocab_size}
-  latest = checkpoints.latest_step()
-  if latest is None:
-    state, shardings = init_train_state(model_cfg, optimizer, mesh, config.seed)
-  else:
-    shardings = state_shardings(model_cfg, optimizer, mesh)
-    abstract = jax.eval_shape(lambda: init_train_state(model_cfg, optimizer, mesh, config.seed)[0])
-    abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
-    state = checkpoints.restore(latest, abstract, expect=record)
-    print(f"rr: resuming from {checkpoints.directory}/{latest}", file=sys.stderr)
+  state, shardings, resumed = restore_or_init(checkpoints, record, model_cfg, optimizer, mesh, config.seed,
+                                             config.init_checkpoint)
+  if resumed is not None:
+    print(f"rr: resuming from {checkpoints.directory}/{resumed}", file=sys.stderr)
   # ---------------------------------------------------------------- train loop
   writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
   sampler = Sampler(model_cfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, mesh=mesh)

@@ -7,6 +7,7 @@ host first, so a model larger than one device never needs a full copy anywhere.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import jax
@@ -14,6 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from rr import models, sharding
+from rr.checkpoint import CheckpointError, Checkpoints
 
 
 def state_shardings(model_cfg: models.ModelConfig, optimizer: optax.GradientTransformation,
@@ -38,3 +40,41 @@ def init_train_state(model_cfg: models.ModelConfig, optimizer: optax.GradientTra
 
   state = jax.jit(create, out_shardings=shardings)(jax.random.key(seed))
   return state, shardings
+
+
+def starting_state(model_cfg: models.ModelConfig, optimizer: optax.GradientTransformation,
+                   mesh: jax.sharding.Mesh, seed: int, record: dict,
+                   init_checkpoint: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+  """The state a fresh run starts from: `init_checkpoint`'s params (another run's workdir or checkpoints
+  directory; the optimiser starts anew) or random params from `seed`."""
+  state, shardings = init_train_state(model_cfg, optimizer, mesh, seed)
+  if init_checkpoint:
+    source = Checkpoints(_checkpoint_dir(init_checkpoint))
+    step = source.latest_step()
+    if step is None:
+      raise CheckpointError(f"config.init_checkpoint={init_checkpoint!r} holds no checkpoint; point it at a "
+                            "run's --workdir or its checkpoints/ directory")
+    params = source.restore_params(step, state["params"], expect={"model": record["model"],
+                                                                  "vocab_size": record["vocab_size"]})
+    state = {**state, "params": params}
+  return state, shardings
+
+
+def restore_or_init(checkpoints: Checkpoints, record: dict, model_cfg: models.ModelConfig,
+                    optimizer: optax.GradientTransformation, mesh: jax.sharding.Mesh, seed: int,
+                    init_checkpoint: str = "") -> tuple[dict[str, Any], dict[str, Any], int | None]:
+  """Returns (state, shardings, resumed step or None): a run resumes from its own latest checkpoint,
+  otherwise it starts as `starting_state` says."""
+  latest = checkpoints.latest_step()
+  if latest is None:
+    state, shardings = starting_state(model_cfg, optimizer, mesh, seed, record, init_checkpoint)
+    return state, shardings, None
+  shardings = state_shardings(model_cfg, optimizer, mesh)
+  abstract = jax.eval_shape(lambda: init_train_state(model_cfg, optimizer, mesh, seed)[0])
+  abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
+  return checkpoints.restore(latest, abstract, expect=record), shardings, latest
+
+
+def _checkpoint_dir(path: str) -> str:
+  nested = os.path.join(path, "checkpoints")
+  return nested if os.path.isdir(nested) else path

@@ -1,0 +1,37 @@
+"""GRPO on the embedded addition task, starting from any checkpoint (`--config.init_checkpoint=WORKDIR`).
+
+`python -m rr.main --config configs/grpo.py --config.init_checkpoint=/tmp/sft --workdir /tmp/grpo`
+The model preset and tokenizer must match the checkpoint's. Rewards: task correctness plus a small format
+reward; group-normalised advantages (GRPO); one optimiser step per batch of rollouts.
+Work in progress (issue 3): the distil-then-reinforce default job and its measured gain come next.
+"""
+
+from rr.config import base_config, parse_arg, shrink_for_runlocal
+
+
+def get_config(arg=None):
+  args = parse_arg(arg, runlocal=False)
+  c = base_config()
+  c.trainer = "grpo"
+  c.data.task = "addition"
+  c.data.difficulty = 3
+  c.model.preset = "tiny"
+  c.optim.lr = 1e-5
+  c.optim.warmup_steps = 10
+  c.optim.weight_decay = 0.0
+  c.train.steps = 200
+  c.train.log_every = 5
+  c.train.eval_every = 50
+  c.train.checkpoint_every = 50
+  c.eval.num_examples = 500
+  c.eval.max_new_tokens = 48
+  c.rl.prompts_per_step = 8
+  c.rl.group_size = 8
+  c.rl.max_new_tokens = 48
+  if args.runlocal:
+    shrink_for_runlocal(c)
+    c.rl.prompts_per_step = 2
+    c.rl.group_size = 4
+    c.rl.max_new_tokens = 16
+    c.train.log_every = 1
+  return c

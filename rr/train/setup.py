@@ -1,0 +1,34 @@
+"""Pieces every training loop builds from its config: the model config and the device mesh."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from rr import models, sharding
+from rr.config import ConfigError
+
+
+def count_params(params) -> int:
+  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
+
+
+def build_model_config(config, vocab_size: int) -> models.ModelConfig:
+  try:
+    return models.model_config(config.model.preset, vocab_size=vocab_size, dtype=config.model.dtype,
+                               param_dtype=config.model.param_dtype, embed_one_hot=config.model.embed_one_hot)
+  except ValueError as e:
+    raise ConfigError(f"config.model: {e}") from e
+
+
+def build_mesh(config, batch_size: int, batch_key: str = "config.train.batch_size") -> jax.sharding.Mesh:
+  """The ("data", "model") mesh; the global batch must split evenly over the data axis."""
+  try:
+    mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
+  except ValueError as e:
+    raise ConfigError(f"config.mesh: {e}") from e
+  data_devices = mesh.shape["data"]
+  if batch_size % data_devices:
+    raise ConfigError(f"{batch_key}={batch_size} is not divisible by the "
+                      f"{data_devices} devices of the mesh's data axis; change one of them")
+  return mesh

@@ -1,0 +1,165 @@
+"""The GRPO loop: rollout layout, the step's direction, an end-to-end run from an SFT checkpoint, resume."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from rr import models, sharding, train
+from rr.config import ConfigError, apply_overrides, base_config, load_config
+from rr.losses import PolicyLossConfig, token_log_probs
+from rr.rewards import RowReward
+from rr.train import grpo
+from rr.train.metrics import read_metrics
+from rr.train.optimizer import make_optimizer
+from rr.train.rollout import rollout_batch
+from rr.train.state import init_train_state
+from rr.train.step import put_batch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_rollout_batch_places_completions_and_their_logprobs():
+  prompts = [[5, 6, 7], [8, 9]]
+  tokens = np.array([[11, 1, 0], [12, 13, 14], [1, 0, 0], [15, 16, 0]], np.int32)  # eos = 1, pad = 0
+  lengths = np.array([2, 3, 1, 2])
+  logp = np.arange(12, dtype=np.float32).reshape(4, 3) / -10
+  batch = rollout_batch(prompts, 2, tokens, lengths, logp, eos_id=1, pad_id=0, width=8)
+  np.testing.assert_array_equal(batch["tokens"][1], [5, 6, 7, 12, 13, 14, 0, 0])
+  np.testing.assert_array_equal(batch["positions"][3], [0, 1, 2, 3, -1, -1, -1, -1])
+  # Row 1: completion tokens sit at 3..5, so their log-probs are read at 2..4.
+  np.testing.assert_array_equal(batch["mask"][1], [0, 0, 1, 1, 1, 0, 0, 0])
+  np.testing.assert_allclose(batch["sampler_logp"][1, 2:5], [-0.3, -0.4, -0.5])
+  np.testing.assert_array_equal(batch["mask"][2], [0, 1, 0, 0, 0, 0, 0, 0])
+  np.testing.assert_array_equal(batch["has_eos"], [True, False, True, False])
+  with pytest.raises(ValueError, match="more than the batch width"):
+    rollout_batch(prompts, 2, tokens, lengths, logp, eos_id=1, pad_id=0, width=5)
+
+
+def completion_logp(model, params, batch):
+  logits, _ = model.apply({"params": params}, batch["tokens"], batch["positions"])
+  targets = np.concatenate([batch["tokens"][:, 1:], np.zeros_like(batch["tokens"][:, :1])], axis=1)
+  return np.asarray((token_log_probs(logits, targets) * batch["mask"]).sum(axis=1))
+
+
+def test_one_step_raises_the_positive_and_lowers_the_negative_completion():
+  cfg = models.model_config("nano", vocab_size=24)
+  optim = base_config().optim
+  optim.lr, optim.warmup_steps, optim.weight_decay = 1e-2, 0, 0.0
+  optimizer = make_optimizer(optim, 10)
+  mesh = sharding.make_mesh()
+  state, shardings = init_train_state(cfg, optimizer, mesh, seed=0)
+  model = models.Decoder(cfg)
+  batch = rollout_batch([[3, 4, 5]], 2, np.array([[7, 8, 1], [9, 10, 1]], np.int32), np.array([3, 3]),
+                        np.zeros((2, 3), np.float32), eos_id=1, pad_id=0, width=8)
+  batch["advantages"] = np.array([1.0, -1.0], np.float32)
+  before = completion_logp(model, state["params"], batch)
+  step = grpo.make_grpo_step(model, optimizer, PolicyLossConfig(), shardings, mesh, reuse_old_logp=False)
+  state, metrics = step(state, put_batch(batch, mesh), None)
+  after = completion_logp(model, state["params"], batch)
+  assert after[0] > before[0] and after[1] < before[1]
+  assert bool(metrics["finite"]) and float(metrics["grad_norm"]) > 0
+  # mu = 1: ratio 1, so the loss value is -mean(A) = 0 here, while the gradient is not.
+  assert abs(float(metrics["loss"])) < 1e-6
+
+
+def test_non_finite_advantage_skips_the_update_and_names_the_term():
+  cfg = models.model_config("nano", vocab_size=24)
+  optimizer = make_optimizer(base_config().optim, 10)
+  mesh = sharding.make_mesh()
+  state, shardings = init_train_state(cfg, optimizer, mesh, seed=0)
+  before = jax.tree.map(np.asarray, state["params"])
+  batch = rollout_batch([[3, 4, 5]], 2, np.array([[7, 8, 1], [9, 10, 1]], np.int32), np.array([3, 3]),
+                        np.zeros((2, 3), np.float32), eos_id=1, pad_id=0, width=8)
+  batch["advantages"] = np.array([np.nan, 1.0], np.float32)
+  step = grpo.make_grpo_step(models.Decoder(cfg), optimizer, PolicyLossConfig(), shardings, mesh, False)
+  state, metrics = step(state, put_batch(batch, mesh), None)
+  assert not bool(metrics["finite"])
+  bad = {k for k, v in metrics["finite_terms"].items() if not bool(v)}
+  assert "loss" in bad and "pg_loss" in bad
+  jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), b), state["params"], before)
+
+
+@pytest.fixture(scope="module")
+def sft_workdir(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("sft"))
+  config = load_config(os.path.join(ROOT, "configs", "sft.py") + ":runlocal")
+  apply_overrides(config, [("train.eval_every", "0"), ("eval.num_examples", "4")])
+  train.run(config, workdir)
+  return workdir
+
+
+def length_reward():
+  """Varies within every group, so each step has a learning signal even for an untrained model."""
+  return RowReward("length", lambda prompt, completion, example: len(completion) / 10.0)
+
+
+def grpo_config(sft_workdir, *overrides):
+  config = load_config(os.path.join(ROOT, "configs", "grpo.py") + ":runlocal")
+  apply_overrides(config, [("init_checkpoint", sft_workdir), ("rl.rewards", "length,correctness"),
+                           ("rl.reward_weights", "1.0,1.0"), ("train.eval_every", "0"),
+                           ("eval.num_examples", "4"), ("rl.kl_beta", "0.05"), *overrides])
+  return config
+
+
+@pytest.fixture(scope="module")
+def grpo_run(sft_workdir, tmp_path_factory):
+  mp = pytest.MonkeyPatch()
+  mp.setitem(grpo.REWARDS, "length", length_reward)
+  workdir = str(tmp_path_factory.mktemp("grpo"))
+  summary = train.run(grpo_config(sft_workdir), workdir)
+  yield workdir, summary
+  mp.undo()
+
+
+def test_grpo_run_from_an_sft_checkpoint_reports_trl_style_metrics(grpo_run):
+  workdir, summary = grpo_run
+  assert summary["finished"] and summary["step"] == 12
+  for key in ("eval/accuracy_initial", "eval/accuracy", "train/rewards/length/mean", "train/rewards/correctness/std",
+              "train/frac_reward_zero_std", "train/completions/mean_length", "train/completions/max_length",
+              "train/clip_ratio", "train/clip_frac_low", "train/clip_frac_high", "train/entropy", "train/kl",
+              "train/grad_norm", "train/logprob_gap_max", "train/seconds_sampling", "train/tokens_per_s"):
+    assert key in summary, key
+  rows = [r for r in read_metrics(os.path.join(workdir, "metrics.jsonl")) if "train/loss" in r]
+  assert [r["step"] for r in rows] == list(range(1, 13))
+  assert all(r["train/grad_norm"] > 0 for r in rows)
+  assert rows[0]["train/kl"] == pytest.approx(0.0, abs=1e-6)  # the reference is the starting policy
+  assert rows[-1]["train/kl"] > rows[0]["train/kl"]
+  # The trainer's recomputed log-probs are the sampler's (same params, float32).
+  assert max(r["train/logprob_gap_max"] for r in rows) < 1e-4
+
+
+def test_grpo_resume_draws_the_same_rollouts_and_losses(grpo_run, sft_workdir, tmp_path, monkeypatch):
+  monkeypatch.setitem(grpo.REWARDS, "length", length_reward)
+  workdir, _ = grpo_run
+  resumed = str(tmp_path / "resumed")
+  first = train.run(grpo_config(sft_workdir), resumed, should_stop=lambda step: step == 5)
+  assert first["finished"] is False
+  train.run(grpo_config(sft_workdir), resumed)
+  want = {r["step"]: r["train/loss"] for r in read_metrics(os.path.join(workdir, "metrics.jsonl")) if "train/loss" in r}
+  got = {r["step"]: r["train/loss"] for r in read_metrics(os.path.join(resumed, "metrics.jsonl")) if "train/loss" in r}
+  assert sorted(got) == sorted(want)
+  np.testing.assert_allclose([got[s] for s in sorted(got)], [want[s] for s in sorted(want)], rtol=1e-5, atol=1e-7)
+
+
+def test_two_epochs_per_batch_record_old_logprobs(sft_workdir, tmp_path, monkeypatch):
+  monkeypatch.setitem(grpo.REWARDS, "length", length_reward)
+  config = grpo_config(sft_workdir, ("rl.epochs", "2"), ("train.steps", "3"), ("rl.kl_beta", "0.0"))
+  summary = train.run(config, str(tmp_path / "mu2"))
+  assert summary["finished"] and summary["step"] == 3 and "train/kl" not in summary
+  assert os.listdir(tmp_path / "mu2" / "checkpoints") == ["6"]  # optimiser steps = steps * epochs
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ([("rl.rewards", "correctness,nope")], "unknown \\['nope'\\]"),
+    ([("rl.reward_weights", "1.0")], "1 weights for 2 rewards"),
+    ([("rl.group_size", "1")], "at least 2 completions"),
+    ([("rl.aggregation", "sum")], "config.rl: PolicyLossConfig.aggregation='sum'"),
+])
+def test_rl_config_errors_name_the_key(overrides, message, tmp_path):
+  config = load_config(os.path.join(ROOT, "configs", "grpo.py") + ":runlocal")
+  apply_overrides(config, overrides)
+  with pytest.raises(ConfigError, match=message):
+    train.run(config, str(tmp_path / "w"))
+  assert not (tmp_path / "w").exists()
