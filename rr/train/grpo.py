@@ -8,8 +8,6 @@ sampling keys are pure functions of (seed, step), so a resumed run draws the sam
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import sys
 import time
 from typing import Callable
@@ -21,7 +19,6 @@ import optax
 from tqdm import tqdm
 
 from rr import sharding
-from rr.checkpoint import Checkpoints
 from rr.config import ConfigError
 from rr.data import decode_completion, encode_prompts, format_prompt
 from rr.eval import evaluate_accuracy
@@ -36,7 +33,7 @@ from rr.train.metrics import MetricWriter
 from rr.train.optimizer import learning_rate_schedule, make_optimizer
 from rr.train.rollout import rollout_batch
 from rr.train.setup import build_mesh, build_model_config, count_params
-from rr.train.state import restore_or_init, starting_state
+from rr.train.state import open_run, starting_state
 from rr.train.step import put_batch
 
 REWARDS = {"correctness": correctness, "format": format_reward, "step_correctness": step_correctness}
@@ -145,13 +142,8 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   optimizer = make_optimizer(config.optim, total_steps * rl.epochs)
   schedule = learning_rate_schedule(config.optim, total_steps * rl.epochs)
   # ---------------------------------------------------------------- restore
-  os.makedirs(workdir, exist_ok=True)
-  checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), keep=config.train.keep_checkpoints)
-  record = {"model": dataclasses.asdict(model_cfg), "vocab_size": tokenizer.vocab_size}
-  state, shardings, resumed = restore_or_init(checkpoints, record, model_cfg, optimizer, mesh, config.seed,
-                                             config.init_checkpoint)
-  if resumed is not None:
-    print(f"rr: resuming from {checkpoints.directory}/{resumed}", file=sys.stderr)
+  checkpoints, record, state, shardings, resumed = open_run(workdir, config, model_cfg, optimizer, mesh,
+                                                           tokenizer.vocab_size)
   ref_params = None  # the frozen reference: the starting params, rebuilt the same way on resume
   if loss_cfg.kl_beta > 0:
     ref_params = starting_state(model_cfg, optimizer, mesh, config.seed, record, config.init_checkpoint)[0]["params"]

@@ -7,8 +7,6 @@ first phase, before anything is compiled or written.
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import sys
 import time
 from typing import Callable
@@ -18,7 +16,6 @@ import numpy as np
 from tqdm import tqdm
 
 from rr import models
-from rr.checkpoint import Checkpoints
 from rr.data import SFTBatches
 from rr.eval import evaluate_accuracy
 from rr.sampler import Sampler
@@ -27,7 +24,7 @@ from rr.train.interrupt import StopRequest
 from rr.train.metrics import MetricWriter
 from rr.train.optimizer import learning_rate_schedule, make_optimizer
 from rr.train.setup import build_mesh, build_model_config, count_params
-from rr.train.state import restore_or_init
+from rr.train.state import open_run
 from rr.train.step import make_sft_step, put_batch
 
 
@@ -51,13 +48,8 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   optimizer = make_optimizer(config.optim, total_steps)
   schedule = learning_rate_schedule(config.optim, total_steps)
   # ---------------------------------------------------------------- checkpoint restore
-  os.makedirs(workdir, exist_ok=True)
-  checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), keep=config.train.keep_checkpoints)
-  record = {"model": dataclasses.asdict(model_cfg), "vocab_size": tokenizer.vocab_size}
-  state, shardings, resumed = restore_or_init(checkpoints, record, model_cfg, optimizer, mesh, config.seed,
-                                             config.init_checkpoint)
-  if resumed is not None:
-    print(f"rr: resuming from {checkpoints.directory}/{resumed}", file=sys.stderr)
+  checkpoints, record, state, shardings, resumed = open_run(workdir, config, model_cfg, optimizer, mesh,
+                                                           tokenizer.vocab_size)
   # ---------------------------------------------------------------- train loop
   writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
   sampler = Sampler(model_cfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, mesh=mesh)

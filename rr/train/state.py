@@ -7,7 +7,9 @@ host first, so a model larger than one device never needs a full copy anywhere.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import sys
 from typing import Any
 
 import jax
@@ -73,6 +75,22 @@ def restore_or_init(checkpoints: Checkpoints, record: dict, model_cfg: models.Mo
   abstract = jax.eval_shape(lambda: init_train_state(model_cfg, optimizer, mesh, seed)[0])
   abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
   return checkpoints.restore(latest, abstract, expect=record), shardings, latest
+
+
+def open_run(workdir: str, config, model_cfg: models.ModelConfig, optimizer: optax.GradientTransformation,
+             mesh: jax.sharding.Mesh, vocab_size: int):
+  """The checkpoints of a run in `workdir`, its record, and its state (resumed, or started afresh).
+
+  Returns (checkpoints, record, state, shardings, resumed step or None).
+  """
+  os.makedirs(workdir, exist_ok=True)
+  checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), keep=config.train.keep_checkpoints)
+  record = {"model": dataclasses.asdict(model_cfg), "vocab_size": vocab_size}
+  state, shardings, resumed = restore_or_init(checkpoints, record, model_cfg, optimizer, mesh, config.seed,
+                                             config.init_checkpoint)
+  if resumed is not None:
+    print(f"rr: resuming from {checkpoints.directory}/{resumed}", file=sys.stderr)
+  return checkpoints, record, state, shardings, resumed
 
 
 def _checkpoint_dir(path: str) -> str:
