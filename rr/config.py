@@ -22,7 +22,7 @@ class ConfigError(UserError, ValueError):
   """A config file, key or value is wrong; the message says which and how to fix it."""
 
 
-TRAINERS = ("sft", "grpo")
+TRAINERS = ("sft", "grpo", "distil_then_reinforce")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -38,6 +38,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.difficulty = 3
   c.data.train_size = 20_000  # generated teacher rationales in the train split
   c.data.test_size = 500
+  c.data.sft_size = 0  # distil_then_reinforce: SFT sees only the first sft_size train examples (0 = all)
   c.data.train_path = ""  # JSONL paths, when source == "jsonl"
   c.data.test_path = ""
   c.data.max_len = 64  # tokens of prompt + completion + eos; longer examples are an error, never truncated
@@ -75,6 +76,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.max_new_tokens = 64
 
   c.rl = ml_collections.ConfigDict()  # trainer "grpo": the GRPO family (METHODS.md sections 1-3)
+  c.rl.steps = 100  # distil_then_reinforce: steps and learning rate of the GRPO stage
+  c.rl.lr = 3e-5
   c.rl.prompts_per_step = 8
   c.rl.group_size = 8  # completions per prompt (G); the step's batch is prompts_per_step * group_size
   c.rl.max_new_tokens = 48
