@@ -78,6 +78,15 @@ class Checkpoints:
                             "move it aside (rr never deletes checkpoints) or pass another --workdir.") from e
     return _in_layout_of(abstract_state, restored["state"], f"{self.directory}/{step}")
 
+  def read_params(self, step: int) -> Any:
+    """The params of `step` as saved (host arrays, orbax's own container types), without a target."""
+    try:
+      restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    except Exception as e:
+      raise CheckpointError(f"checkpoint {self.directory}/{step} could not be read ({type(e).__name__}: "
+                            f"{str(e)[:300]}); it may be corrupt") from e
+    return restored["state"]["params"]
+
   def restore_params(self, step: int, like_params: Any, expect: dict) -> Any:
     """Only the params of `step`, placed like `like_params` (e.g. to start RL from an SFT run)."""
     record = self.read_record(step)
@@ -86,12 +95,8 @@ class Checkpoints:
         raise CheckpointError(
             f"checkpoint {self.directory}/{step} was written with {key}={record.get(key)}, but this run has "
             f"{key}={want}; use a config whose model and tokenizer match it")
-    try:
-      restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    except Exception as e:
-      raise CheckpointError(f"checkpoint {self.directory}/{step} could not be read ({type(e).__name__}: "
-                            f"{str(e)[:300]}); it may be corrupt") from e
-    params = _in_layout_of(like_params, restored["state"]["params"], f"{self.directory}/{step}")
+    raw = self.read_params(step)
+    params = _in_layout_of(like_params, raw, f"{self.directory}/{step}")
     return jax.tree.map(lambda x, like: jax.device_put(x, like.sharding).astype(like.dtype), params, like_params)
 
   def close(self) -> None:

@@ -26,9 +26,7 @@ def test_stage_configs_split_the_job():
 
 def final_params(checkpoint_dir):
   ckpts = Checkpoints(checkpoint_dir)
-  step = ckpts.latest_step()
-  record = ckpts.read_record(step)
-  return ckpts._manager.restore(step)["state"]["params"], record
+  return ckpts.read_params(ckpts.latest_step())
 
 
 def test_runlocal_job_runs_both_stages_and_reports_before_and_after(tmp_path):
@@ -42,7 +40,7 @@ def test_runlocal_job_runs_both_stages_and_reports_before_and_after(tmp_path):
   assert summary["sft/step"] == 12 and summary["grpo/step"] == 4
   assert on_disk["eval/accuracy_initial"] == summary["sft/eval/accuracy"]
   # GRPO started from the SFT params: with a zero learning rate its final params are exactly SFT's.
-  sft_params, _ = final_params(str(workdir / "sft" / "checkpoints"))
-  rl_params, _ = final_params(str(workdir / "grpo" / "checkpoints"))
+  sft_params = final_params(str(workdir / "sft" / "checkpoints"))
+  rl_params = final_params(str(workdir / "grpo" / "checkpoints"))
   jax.tree.map(np.testing.assert_array_equal, rl_params, sft_params)
   assert any(float(np.abs(x).sum()) > 0 for x in jax.tree.leaves(sft_params))

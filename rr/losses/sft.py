@@ -19,6 +19,16 @@ def token_log_probs(logits_BxTxV: jax.Array, targets_BxT: jax.Array) -> jax.Arra
   return jnp.einsum("btv,btv->bt", logits, one_hot) - log_z_BxT
 
 
+def next_token_targets(tokens_BxT: jax.Array) -> jax.Array:
+  """tokens shifted left by one (the last position gets 0 and is always masked out)."""
+  return jnp.concatenate([tokens_BxT[:, 1:], jnp.zeros_like(tokens_BxT[:, :1])], axis=1)
+
+
+def sequence_log_probs(logits_BxTxV: jax.Array, tokens_BxT: jax.Array) -> jax.Array:
+  """log p(tokens[t + 1]) read at every position t: the rr.data / rr.train.rollout mask convention."""
+  return token_log_probs(logits_BxTxV, next_token_targets(tokens_BxT))
+
+
 def completion_nll(logits_BxTxV: jax.Array, tokens_BxT: jax.Array,
                    loss_mask_BxT: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Mean NLL over the masked next-token targets of the whole batch, and the number of those targets.
@@ -27,8 +37,7 @@ def completion_nll(logits_BxTxV: jax.Array, tokens_BxT: jax.Array,
   the logits at `t` are scored against `tokens[t + 1]`; the last position has no target.
   Token-mean over the global batch: every completion token weighs the same, whichever row holds it.
   """
-  targets_BxT = jnp.concatenate([tokens_BxT[:, 1:], jnp.zeros_like(tokens_BxT[:, :1])], axis=1)
   mask = loss_mask_BxT.astype(jnp.float32)
-  logp_BxT = token_log_probs(logits_BxTxV, targets_BxT)
+  logp_BxT = sequence_log_probs(logits_BxTxV, tokens_BxT)
   count = mask.sum()
   return -(logp_BxT * mask).sum() / jnp.maximum(count, 1.0), count

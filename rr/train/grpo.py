@@ -22,7 +22,7 @@ from rr import sharding
 from rr.config import ConfigError
 from rr.data import decode_completion, encode_prompts, format_prompt
 from rr.eval import evaluate_accuracy
-from rr.losses import PolicyLossConfig, policy_loss, token_entropy, token_log_probs
+from rr.losses import PolicyLossConfig, policy_loss, sequence_log_probs, token_entropy
 from rr.models import Decoder
 from rr.rewards import (GroupSizeError, check_group_size, compute_advantages, correctness, format_reward,
                         reward_metrics, score_rewards, step_correctness, weighted_sum)
@@ -77,13 +77,12 @@ def make_grpo_step(model: Decoder, optimizer: optax.GradientTransformation, loss
 
   def loss_fn(params, batch, ref_params):
     logits_BxTxV, _ = model.apply({"params": params}, batch["tokens"], batch["positions"])
-    targets_BxT = jnp.concatenate([batch["tokens"][:, 1:], jnp.zeros_like(batch["tokens"][:, :1])], axis=1)
-    logp_BxT = token_log_probs(logits_BxTxV, targets_BxT)
+    logp_BxT = sequence_log_probs(logits_BxTxV, batch["tokens"])
     old_logp_BxT = batch["old_logp"] if reuse_old_logp else jax.lax.stop_gradient(logp_BxT)
     ref_logp_BxT = None
     if loss_cfg.kl_beta > 0:
       ref_logits, _ = model.apply({"params": ref_params}, batch["tokens"], batch["positions"])
-      ref_logp_BxT = jax.lax.stop_gradient(token_log_probs(ref_logits, targets_BxT))
+      ref_logp_BxT = jax.lax.stop_gradient(sequence_log_probs(ref_logits, batch["tokens"]))
     entropy_BxT = token_entropy(logits_BxTxV)
     loss, metrics = policy_loss(logp_BxT, old_logp_BxT, batch["advantages"], batch["mask"], loss_cfg,
                                 ref_logp_BxT=ref_logp_BxT, entropy_BxT=entropy_BxT, has_eos_B=batch["has_eos"])
@@ -152,9 +151,8 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   sampler = Sampler(model_cfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, mesh=mesh)
   strategy = Sampling(temperature=rl.temperature, top_k=rl.top_k, top_p=rl.top_p)
   train_step = make_grpo_step(model, optimizer, loss_cfg, shardings, mesh, reuse_old_logp=rl.epochs > 1)
-  old_logp_fn = jax.jit(lambda params, batch: token_log_probs(
-      model.apply({"params": params}, batch["tokens"], batch["positions"])[0],
-      jnp.concatenate([batch["tokens"][:, 1:], jnp.zeros_like(batch["tokens"][:, :1])], axis=1)))
+  old_logp_fn = jax.jit(lambda params, batch: sequence_log_probs(
+      model.apply({"params": params}, batch["tokens"], batch["positions"])[0], batch["tokens"]))
 
   def evaluate(params) -> dict:
     if not eval_examples:
@@ -248,8 +246,8 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
         interrupted = step < total_steps
         break
   # ---------------------------------------------------------------- final evaluation and reports
-  if metrics_ok(last_train):
-    checkpoints.save(int(jax.device_get(state["step"])), state, record)
+  # A non-finite step was skipped inside the jitted step, so this state is the last good one.
+  checkpoints.save(int(jax.device_get(state["step"])), state, record)
   checkpoints.close()
   if not interrupted:
     last_eval = evaluate(state["params"])
@@ -264,7 +262,3 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   writer.close()
   return summary
 
-
-def metrics_ok(train_metrics: dict) -> bool:
-  """A checkpoint is saved at the end only when the last step was finite (the guard skipped bad updates)."""
-  return all(np.isfinite(v) for k, v in train_metrics.items() if k in ("train/loss", "train/grad_norm"))
