@@ -99,6 +99,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.rl.kl_estimator = "k3"
   c.rl.entropy_coef = 0.0
   c.rl.mask_truncated = False
+  c.rl.dynamic_sampling = False  # DAPO: drop groups with equal rewards and sample more prompts
+  c.rl.max_sampling_rounds = 3  # cap on sampling rounds per step (dynamic sampling / difficulty filter)
+  c.rl.pass_rate_min = 0.0  # balanced difficulty filter: keep groups whose pass rate is in [min, max]
+  c.rl.pass_rate_max = 1.0  # (2504.03380 starts from 0.25 / 0.75); needs the correctness reward
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1  # devices on the batch axis; -1 = all that the model axis leaves

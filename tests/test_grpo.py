@@ -10,7 +10,7 @@ from rr import models, sharding, train
 from rr.config import ConfigError, apply_overrides, base_config, load_config
 from rr.losses import PolicyLossConfig, token_log_probs
 from rr.rewards import RowReward
-from rr.train import grpo
+from rr.train import grpo, rl_step
 from rr.train.metrics import read_metrics
 from rr.train.optimizer import make_optimizer
 from rr.train.rollout import rollout_batch
@@ -55,7 +55,7 @@ def test_one_step_raises_the_positive_and_lowers_the_negative_completion():
                         np.zeros((2, 3), np.float32), eos_id=1, pad_id=0, width=8)
   batch["advantages"] = np.array([1.0, -1.0], np.float32)
   before = completion_logp(model, state["params"], batch)
-  step = grpo.make_grpo_step(model, optimizer, PolicyLossConfig(), shardings, mesh, reuse_old_logp=False)
+  step = rl_step.make_grpo_step(model, optimizer, PolicyLossConfig(), shardings, mesh, reuse_old_logp=False)
   state, metrics = step(state, put_batch(batch, mesh), None)
   after = completion_logp(model, state["params"], batch)
   assert after[0] > before[0] and after[1] < before[1]
@@ -73,7 +73,7 @@ def test_non_finite_advantage_skips_the_update_and_names_the_term():
   batch = rollout_batch([[3, 4, 5]], 2, np.array([[7, 8, 1], [9, 10, 1]], np.int32), np.array([3, 3]),
                         np.zeros((2, 3), np.float32), eos_id=1, pad_id=0, width=8)
   batch["advantages"] = np.array([np.nan, 1.0], np.float32)
-  step = grpo.make_grpo_step(models.Decoder(cfg), optimizer, PolicyLossConfig(), shardings, mesh, False)
+  step = rl_step.make_grpo_step(models.Decoder(cfg), optimizer, PolicyLossConfig(), shardings, mesh, False)
   state, metrics = step(state, put_batch(batch, mesh), None)
   assert not bool(metrics["finite"])
   bad = {k for k, v in metrics["finite_terms"].items() if not bool(v)}
@@ -151,7 +151,22 @@ def test_two_epochs_per_batch_record_old_logprobs(sft_workdir, tmp_path, monkeyp
   assert os.listdir(tmp_path / "mu2" / "checkpoints") == ["6"]  # optimiser steps = steps * epochs
 
 
+def test_dynamic_sampling_with_no_signal_stops_at_the_round_cap(sft_workdir, tmp_path, capsys):
+  # An almost untrained student never answers right, so every group is flat and every round is dropped.
+  config = grpo_config(sft_workdir, ("rl.rewards", "correctness"), ("rl.reward_weights", "1.0"),
+                       ("rl.dynamic_sampling", "true"), ("rl.max_sampling_rounds", "2"), ("train.steps", "2"),
+                       ("rl.kl_beta", "0.0"))
+  summary = train.run(config, str(tmp_path / "ds"))
+  assert summary["finished"] and summary["train/sampling_rounds"] == 2.0
+  assert summary["train/frac_groups_kept"] == 0.0 and summary["train/frac_reward_zero_std"] == 1.0
+  captured = capsys.readouterr()
+  assert "every group had equal rewards" in captured.out + captured.err
+
+
 @pytest.mark.parametrize("overrides, message", [
+    ([("rl.pass_rate_min", "0.25"), ("rl.rewards", "format"), ("rl.reward_weights", "1")],
+     "does not include it; add 'correctness'"),
+    ([("rl.pass_rate_min", "0.8"), ("rl.pass_rate_max", "0.2")], "0 <= min <= max <= 1"),
     ([("rl.rewards", "correctness,nope")], "unknown \\['nope'\\]"),
     ([("rl.reward_weights", "1.0")], "1 weights for 2 rewards"),
     ([("rl.group_size", "1")], "at least 2 completions"),

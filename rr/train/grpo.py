@@ -3,7 +3,7 @@
 
 Phases as in the SFT loop: inputs, mesh, model and optimiser, restore (or start from
 `config.init_checkpoint`), evaluation before training, the loop, evaluation after. Rollout prompts and
-sampling keys are pure functions of (seed, step), so a resumed run draws the same rollouts.
+sampling keys are pure functions of (seed, step, round), so a resumed run draws the same rollouts.
 """
 
 from __future__ import annotations
@@ -13,28 +13,22 @@ import time
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 from tqdm import tqdm
 
-from rr import sharding
 from rr.config import ConfigError
-from rr.data import decode_completion, encode_prompts, format_prompt
+from rr.data import encode_prompts
 from rr.eval import evaluate_accuracy
-from rr.losses import PolicyLossConfig, policy_loss, sequence_log_probs, token_entropy
+from rr.losses import PolicyLossConfig
 from rr.models import Decoder
-from rr.rewards import (GroupSizeError, check_group_size, compute_advantages, correctness, format_reward,
-                        reward_metrics, score_rewards, step_correctness, weighted_sum)
-from rr.sampler import Sampler, Sampling
+from rr.rewards import GroupSizeError, check_group_size, correctness, format_reward, step_correctness
 from rr.train.inputs import load_inputs
 from rr.train.interrupt import StopRequest
 from rr.train.metrics import MetricWriter
 from rr.train.optimizer import learning_rate_schedule, make_optimizer
-from rr.train.rollout import rollout_batch
+from rr.train.rl_step import RLStep
 from rr.train.setup import build_mesh, build_model_config, count_params
 from rr.train.state import open_run, starting_state
-from rr.train.step import put_batch
 
 REWARDS = {"correctness": correctness, "format": format_reward, "step_correctness": step_correctness}
 
@@ -66,50 +60,16 @@ def policy_loss_config(rl) -> PolicyLossConfig:
     raise ConfigError(f"config.rl: {e}") from e
 
 
-def make_grpo_step(model: Decoder, optimizer: optax.GradientTransformation, loss_cfg: PolicyLossConfig,
-                   shardings: dict, mesh: jax.sharding.Mesh, reuse_old_logp: bool) -> Callable:
-  """`step(state, batch, ref_params) -> (state, metrics)`, jitted with shardings.
-
-  With one epoch per batch the old log-probs are the current ones under stop-gradient (ratio 1); with
-  more, they come in the batch (`old_logp`), recorded before the first epoch. A step whose loss or
-  gradient is not finite leaves params and optimiser state unchanged and reports which term it was.
-  """
-
-  def loss_fn(params, batch, ref_params):
-    logits_BxTxV, _ = model.apply({"params": params}, batch["tokens"], batch["positions"])
-    logp_BxT = sequence_log_probs(logits_BxTxV, batch["tokens"])
-    old_logp_BxT = batch["old_logp"] if reuse_old_logp else jax.lax.stop_gradient(logp_BxT)
-    ref_logp_BxT = None
-    if loss_cfg.kl_beta > 0:
-      ref_logits, _ = model.apply({"params": ref_params}, batch["tokens"], batch["positions"])
-      ref_logp_BxT = jax.lax.stop_gradient(sequence_log_probs(ref_logits, batch["tokens"]))
-    entropy_BxT = token_entropy(logits_BxTxV)
-    loss, metrics = policy_loss(logp_BxT, old_logp_BxT, batch["advantages"], batch["mask"], loss_cfg,
-                                ref_logp_BxT=ref_logp_BxT, entropy_BxT=entropy_BxT, has_eos_B=batch["has_eos"])
-    gap_BxT = jnp.abs(jax.lax.stop_gradient(logp_BxT) - batch["sampler_logp"]) * batch["mask"]
-    metrics = {**metrics, "entropy": jnp.sum(jax.lax.stop_gradient(entropy_BxT) * batch["mask"])
-               / jnp.maximum(batch["mask"].sum(), 1.0),
-               "logprob_gap_mean": gap_BxT.sum() / jnp.maximum(batch["mask"].sum(), 1.0),
-               "logprob_gap_max": gap_BxT.max()}
-    return loss, metrics
-
-  def step(state, batch, ref_params):
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch, ref_params)
-    grad_norm = optax.tree.norm(grads)
-    finite = {name: jnp.isfinite(value) for name, value in
-              (("loss", loss), ("grad_norm", grad_norm), *((k, v) for k, v in metrics.items()))}
-    ok = jnp.all(jnp.stack(list(finite.values())))
-    updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
-    new = {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates),
-           "opt_state": opt_state}
-    state = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
-    return state, {**metrics, "loss": loss, "grad_norm": grad_norm, "finite": ok,
-                   "finite_terms": finite}
-
-  batch_sh = sharding.batch_sharding(mesh)
-  ref_sh = shardings["params"] if loss_cfg.kl_beta > 0 else None  # no reference is passed when beta = 0
-  return jax.jit(step, in_shardings=(shardings, batch_sh, ref_sh),
-                 out_shardings=(shardings, sharding.replicated(mesh)), donate_argnums=0)
+def check_group_filters(rl) -> None:
+  if not 0.0 <= rl.pass_rate_min <= rl.pass_rate_max <= 1.0:
+    raise ConfigError(f"config.rl.pass_rate_min={rl.pass_rate_min} and pass_rate_max={rl.pass_rate_max} must "
+                      "satisfy 0 <= min <= max <= 1")
+  filtering = rl.pass_rate_min > 0.0 or rl.pass_rate_max < 1.0
+  if filtering and "correctness" not in [n.strip() for n in rl.rewards.split(",")]:
+    raise ConfigError(f"config.rl.pass_rate_min/max filter on the correctness reward, but config.rl.rewards="
+                      f"{rl.rewards!r} does not include it; add 'correctness' (weight 0 is fine)")
+  if (filtering or rl.dynamic_sampling) and rl.max_sampling_rounds < 1:
+    raise ConfigError(f"config.rl.max_sampling_rounds={rl.max_sampling_rounds} must be at least 1")
 
 
 def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) -> dict:
@@ -128,6 +88,7 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
     raise ConfigError(str(e)) from e
   if rl.group_size < 2:
     raise ConfigError(f"config.rl.group_size={rl.group_size}: group advantages need at least 2 completions")
+  check_group_filters(rl)
   prompts = encode_prompts(tokenizer, [e.question for e in inputs.train])
   prompt_width = -(-max(len(p) for p in prompts) // 8) * 8
   width = prompt_width + rl.max_new_tokens
@@ -148,11 +109,9 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
     ref_params = starting_state(model_cfg, optimizer, mesh, config.seed, record, config.init_checkpoint)[0]["params"]
   # ---------------------------------------------------------------- loop
   writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
-  sampler = Sampler(model_cfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, mesh=mesh)
-  strategy = Sampling(temperature=rl.temperature, top_k=rl.top_k, top_p=rl.top_p)
-  train_step = make_grpo_step(model, optimizer, loss_cfg, shardings, mesh, reuse_old_logp=rl.epochs > 1)
-  old_logp_fn = jax.jit(lambda params, batch: sequence_log_probs(
-      model.apply({"params": params}, batch["tokens"], batch["positions"])[0], batch["tokens"]))
+  rl_step = RLStep(rl, model, optimizer, loss_cfg, shardings, mesh, tokenizer, prompts, inputs.train, reward_fns,
+                   reward_weights, width, config.seed)
+  sampler = rl_step.sampler
 
   def evaluate(params) -> dict:
     if not eval_examples:
@@ -172,67 +131,21 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   with StopRequest() as stop, tqdm(total=total_steps, initial=step, desc="grpo", dynamic_ncols=True,
                                    file=sys.stderr, mininterval=2.0) as bar:
     while step < total_steps:
-      t0 = time.time()
-      rng = np.random.default_rng([config.seed, step])
-      picked = rng.choice(len(inputs.train), size=rl.prompts_per_step, replace=False)
-      step_prompts = [prompts[i] for i in picked]
-      examples = [inputs.train[i] for i in picked for _ in range(rl.group_size)]
-      out = sampler(state["params"], step_prompts, max_new_tokens=rl.max_new_tokens, strategy=strategy,
-                    rng=jax.random.fold_in(jax.random.key(config.seed), step), num_samples=rl.group_size)
-      t1 = time.time()
-      completions = [decode_completion(tokenizer, row) for row in out.tokens]
-      prompt_texts = [format_prompt(e.question) for e in examples]
-      rewards_NxK, valid_N, failures = score_rewards(reward_fns, prompt_texts, completions, examples)
-      for failure in failures[:5]:
+      state, result = rl_step(state, step, ref_params)
+      step += 1
+      bar.update(1)
+      for failure in result.failures[:5]:
         bar.write(f"rr: reward {failure.reward} failed on row {failure.row}: {failure.error}")
-      total_N = np.asarray(weighted_sum(rewards_NxK, reward_weights))
-      opts = {"scale": rl.advantage_scale} if rl.advantage == "grpo" else {}
-      advantages_N = np.asarray(compute_advantages(rl.advantage, total_N, rl.group_size, valid_B=valid_N, **opts))
-      batch = rollout_batch(step_prompts, rl.group_size, out.tokens, out.lengths, out.model_logprobs,
-                            tokenizer.eos_id, tokenizer.pad_id, width)
-      batch["advantages"] = advantages_N.astype(np.float32)
-      group_std = total_N.reshape(-1, rl.group_size).std(axis=1)
-      if not warned_flat and np.all(group_std == 0):
+      if result.all_groups_equal and not warned_flat:
         bar.write(f"rr: step {step}: every group had equal rewards, so no learning signal (zero advantages); "
                   "this is normal early on and warned once")
         warned_flat = True
-      t2 = time.time()
-      device_batch = put_batch(batch, mesh)
-      if rl.epochs > 1:
-        device_batch["old_logp"] = old_logp_fn(state["params"], device_batch)
-      for _ in range(rl.epochs):
-        state, metrics = train_step(state, device_batch, ref_params)
-      metrics = jax.device_get(metrics)
-      t3 = time.time()
-      step += 1
-      bar.update(1)
-      if not metrics["finite"]:
-        bad = [k for k, v in metrics["finite_terms"].items() if not v]
-        bar.write(f"rr: step {step}: non-finite {', '.join(bad)}; the update was skipped and the run stops with "
-                  f"its last good checkpoint in {checkpoints.directory}")
+      if not result.finite:
+        bar.write(f"rr: step {step}: non-finite {', '.join(result.bad_terms)}; the update was skipped and the run "
+                  f"stops with its last good checkpoint in {checkpoints.directory}")
         interrupted = True
         break
-      lengths = out.lengths.astype(np.float64)
-      last_train = {"train/loss": float(metrics["loss"]), "train/pg_loss": float(metrics["pg_loss"]),
-                    "train/grad_norm": float(metrics["grad_norm"]), "train/lr": float(schedule(step * rl.epochs - 1)),
-                    "train/entropy": float(metrics["entropy"]), "train/clip_ratio": float(metrics["clip_ratio"]),
-                    "train/clip_frac_low": float(metrics["clip_frac_low"]),
-                    "train/clip_frac_high": float(metrics["clip_frac_high"]),
-                    "train/logprob_gap_mean": float(metrics["logprob_gap_mean"]),
-                    "train/logprob_gap_max": float(metrics["logprob_gap_max"]),
-                    "train/reward": float(total_N[valid_N].mean()) if valid_N.any() else float("nan"),
-                    "train/reward_std": float(total_N[valid_N].std()) if valid_N.any() else float("nan"),
-                    "train/frac_reward_zero_std": float(np.mean(group_std == 0)),
-                    "train/completions/mean_length": float(lengths.mean()),
-                    "train/completions/min_length": float(lengths.min()),
-                    "train/completions/max_length": float(lengths.max()),
-                    "train/completions/clipped_ratio": float(np.mean(~batch["has_eos"])),
-                    "train/tokens_per_s": float(lengths.sum() / max(t3 - t0, 1e-9)),
-                    "train/seconds_sampling": t1 - t0, "train/seconds_scoring": t2 - t1,
-                    "train/seconds_training": t3 - t2,
-                    **{f"train/{k}": v for k, v in reward_metrics(reward_fns, rewards_NxK, valid_N).items()}}
-      if "kl" in metrics:
-        last_train["train/kl"] = float(metrics["kl"])
+      last_train = {**result.metrics, "train/lr": float(schedule(step * rl.epochs - 1))}
       if step % config.train.log_every == 0 or step == total_steps:
         writer.write(step, last_train)
         bar.set_postfix(reward=f"{last_train['train/reward']:.3f}")

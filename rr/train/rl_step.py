@@ -1,0 +1,188 @@
+"""One step of the GRPO family, end to end: sample groups of completions, score them, choose the groups to
+train on, turn rewards into advantages, and take `rl.epochs` optimiser steps on that batch.
+
+The run loop (`rr.train.grpo`) and `benchmarks/grpo_step.py` call the same `RLStep`, so the benchmark times
+the trainer's real path. Prompts and sampling keys are pure functions of (seed, step, round), so a resumed
+run draws the same rollouts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from rr import sharding
+from rr.data import decode_completion, format_prompt
+from rr.losses import PolicyLossConfig, policy_loss, sequence_log_probs, token_entropy
+from rr.models import Decoder
+from rr.rewards import compute_advantages, reward_metrics, reward_name, score_rewards, weighted_sum
+from rr.rewards.base import RewardFailure
+from rr.sampler import Sampler, Sampling
+from rr.train.groups import Collected, Groups, collect_groups, keep_groups
+from rr.train.rollout import rollout_batch
+from rr.train.step import put_batch
+
+def make_grpo_step(model: Decoder, optimizer: optax.GradientTransformation, loss_cfg: PolicyLossConfig,
+                   shardings: dict, mesh: jax.sharding.Mesh, reuse_old_logp: bool) -> Callable:
+  """`step(state, batch, ref_params) -> (state, metrics)`, jitted with shardings.
+
+  With one epoch per batch the old log-probs are the current ones under stop-gradient (ratio 1); with
+  more, they come in the batch (`old_logp`), recorded before the first epoch. A step whose loss or
+  gradient is not finite leaves params and optimiser state unchanged and reports which term it was.
+  """
+
+  def loss_fn(params, batch, ref_params):
+    logits_BxTxV, _ = model.apply({"params": params}, batch["tokens"], batch["positions"])
+    logp_BxT = sequence_log_probs(logits_BxTxV, batch["tokens"])
+    old_logp_BxT = batch["old_logp"] if reuse_old_logp else jax.lax.stop_gradient(logp_BxT)
+    ref_logp_BxT = None
+    if loss_cfg.kl_beta > 0:
+      ref_logits, _ = model.apply({"params": ref_params}, batch["tokens"], batch["positions"])
+      ref_logp_BxT = jax.lax.stop_gradient(sequence_log_probs(ref_logits, batch["tokens"]))
+    entropy_BxT = token_entropy(logits_BxTxV)
+    loss, metrics = policy_loss(logp_BxT, old_logp_BxT, batch["advantages"], batch["mask"], loss_cfg,
+                                ref_logp_BxT=ref_logp_BxT, entropy_BxT=entropy_BxT, has_eos_B=batch["has_eos"])
+    gap_BxT = jnp.abs(jax.lax.stop_gradient(logp_BxT) - batch["sampler_logp"]) * batch["mask"]
+    metrics = {**metrics, "entropy": jnp.sum(jax.lax.stop_gradient(entropy_BxT) * batch["mask"])
+               / jnp.maximum(batch["mask"].sum(), 1.0),
+               "logprob_gap_mean": gap_BxT.sum() / jnp.maximum(batch["mask"].sum(), 1.0),
+               "logprob_gap_max": gap_BxT.max()}
+    return loss, metrics
+
+  def step(state, batch, ref_params):
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch, ref_params)
+    grad_norm = optax.tree.norm(grads)
+    finite = {name: jnp.isfinite(value) for name, value in
+              (("loss", loss), ("grad_norm", grad_norm), *((k, v) for k, v in metrics.items()))}
+    ok = jnp.all(jnp.stack(list(finite.values())))
+    updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+    new = {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates),
+           "opt_state": opt_state}
+    state = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
+    return state, {**metrics, "loss": loss, "grad_norm": grad_norm, "finite": ok,
+                   "finite_terms": finite}
+
+  batch_sh = sharding.batch_sharding(mesh)
+  ref_sh = shardings["params"] if loss_cfg.kl_beta > 0 else None  # no reference is passed when beta = 0
+  return jax.jit(step, in_shardings=(shardings, batch_sh, ref_sh),
+                 out_shardings=(shardings, sharding.replicated(mesh)), donate_argnums=0)
+
+
+@dataclasses.dataclass
+class StepResult:
+  metrics: dict  # TRL-named "train/..." scalars
+  finite: bool  # False: the update was skipped (state unchanged) because `bad_terms` went non-finite
+  bad_terms: list
+  failures: list  # RewardFailure rows of this step
+  all_groups_equal: bool  # no learning signal in any sampled group
+
+
+class RLStep:
+  """`step(state, step_index, ref_params) -> (state, StepResult)` for one RL step.
+
+  `prompts[i]` (token ids) and `examples[i]` describe train question i; each round samples
+  `rl.prompts_per_step` of them without replacement, `rl.group_size` completions each.
+  """
+
+  def __init__(self, rl, model: Decoder, optimizer: optax.GradientTransformation, loss_cfg: PolicyLossConfig,
+               shardings: dict, mesh: jax.sharding.Mesh, tokenizer, prompts: Sequence[Sequence[int]],
+               examples: Sequence, reward_fns: Sequence, reward_weights: np.ndarray, width: int, seed: int):
+    self.rl, self.mesh, self.tokenizer, self.width, self.seed = rl, mesh, tokenizer, width, seed
+    self.prompts, self.examples = list(prompts), list(examples)
+    self.reward_fns, self.reward_weights = list(reward_fns), np.asarray(reward_weights, np.float32)
+    names = [reward_name(f) for f in self.reward_fns]
+    self.correctness_column = names.index("correctness") if "correctness" in names else None
+    self.sampler = Sampler(model.cfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, mesh=mesh)
+    self.strategy = Sampling(temperature=rl.temperature, top_k=rl.top_k, top_p=rl.top_p)
+    self.train_step = make_grpo_step(model, optimizer, loss_cfg, shardings, mesh, reuse_old_logp=rl.epochs > 1)
+    self.old_logp_fn = jax.jit(lambda params, batch: sequence_log_probs(
+        model.apply({"params": params}, batch["tokens"], batch["positions"])[0], batch["tokens"]))
+    filtering = rl.dynamic_sampling or rl.pass_rate_min > 0.0 or rl.pass_rate_max < 1.0
+    self.max_rounds = rl.max_sampling_rounds if filtering else 1
+    self.keep: Callable[[Groups], np.ndarray] = lambda groups: keep_groups(
+        groups, drop_equal=rl.dynamic_sampling, pass_rate_min=rl.pass_rate_min, pass_rate_max=rl.pass_rate_max)
+
+  def sample_round(self, params, step: int, round_: int) -> tuple[Groups, list[RewardFailure]]:
+    rl = self.rl
+    rng = np.random.default_rng([self.seed, step, round_])
+    picked = rng.choice(len(self.prompts), size=rl.prompts_per_step, replace=False)
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(self.seed), step), round_)
+    out = self.sampler(params, [self.prompts[i] for i in picked], max_new_tokens=rl.max_new_tokens,
+                       strategy=self.strategy, rng=key, num_samples=rl.group_size)
+    examples = [self.examples[i] for i in picked for _ in range(rl.group_size)]
+    completions = [decode_completion(self.tokenizer, row) for row in out.tokens]
+    prompt_texts = [format_prompt(e.question) for e in examples]
+    rewards_NxK, valid_N, failures = score_rewards(self.reward_fns, prompt_texts, completions, examples)
+    total_N = np.asarray(weighted_sum(rewards_NxK, self.reward_weights))
+    passed_N = (rewards_NxK[:, self.correctness_column] >= 1.0 if self.correctness_column is not None
+                else np.zeros(len(completions), bool))
+    groups = Groups(rl.group_size, [self.prompts[i] for i in picked], examples, out.tokens, out.lengths,
+                    out.model_logprobs, rewards_NxK, valid_N, total_N, passed_N)
+    return groups, failures
+
+  def __call__(self, state, step: int, ref_params=None) -> tuple[dict, StepResult]:
+    rl = self.rl
+    t0 = time.time()
+    failures: list[RewardFailure] = []
+    timings = {"sampling": 0.0, "scoring": 0.0}
+
+    def sample_round(round_: int) -> Groups:
+      # Sampling and scoring alternate across rounds; time each on its own.
+      ts = time.time()
+      groups, round_failures = self.sample_round(state["params"], step, round_)
+      failures.extend(round_failures)
+      timings["sampling"] += time.time() - ts
+      return groups
+
+    collected: Collected = collect_groups(sample_round, rl.prompts_per_step, self.max_rounds, self.keep)
+    t1 = time.time()
+    chosen = collected.batch
+    opts = {"scale": rl.advantage_scale} if rl.advantage == "grpo" else {}
+    advantages_N = np.asarray(compute_advantages(rl.advantage, chosen.total_N, rl.group_size,
+                                                 valid_B=chosen.valid_N, **opts))
+    batch = rollout_batch(chosen.prompts, rl.group_size, chosen.tokens, chosen.lengths, chosen.logprobs,
+                          self.tokenizer.eos_id, self.tokenizer.pad_id, self.width)
+    batch["advantages"] = advantages_N.astype(np.float32)
+    t2 = time.time()
+    device_batch = put_batch(batch, self.mesh)
+    if rl.epochs > 1:
+      device_batch["old_logp"] = self.old_logp_fn(state["params"], device_batch)
+    for _ in range(rl.epochs):
+      state, metrics = self.train_step(state, device_batch, ref_params)
+    metrics = jax.device_get(metrics)
+    t3 = time.time()
+    sampled = collected.sampled
+    group_std = sampled.total_N.reshape(-1, rl.group_size).std(axis=1)
+    valid = sampled.valid_N
+    lengths = chosen.lengths.astype(np.float64)
+    train = {"train/loss": float(metrics["loss"]), "train/pg_loss": float(metrics["pg_loss"]),
+             "train/grad_norm": float(metrics["grad_norm"]), "train/entropy": float(metrics["entropy"]),
+             "train/clip_ratio": float(metrics["clip_ratio"]),
+             "train/clip_frac_low": float(metrics["clip_frac_low"]),
+             "train/clip_frac_high": float(metrics["clip_frac_high"]),
+             "train/logprob_gap_mean": float(metrics["logprob_gap_mean"]),
+             "train/logprob_gap_max": float(metrics["logprob_gap_max"]),
+             "train/reward": float(sampled.total_N[valid].mean()) if valid.any() else float("nan"),
+             "train/reward_std": float(sampled.total_N[valid].std()) if valid.any() else float("nan"),
+             "train/frac_reward_zero_std": float(np.mean(group_std == 0)),
+             "train/sampling_rounds": float(collected.rounds),
+             "train/frac_groups_kept": collected.kept / sampled.num_groups,
+             "train/completions/mean_length": float(lengths.mean()),
+             "train/completions/min_length": float(lengths.min()),
+             "train/completions/max_length": float(lengths.max()),
+             "train/completions/clipped_ratio": float(np.mean(~batch["has_eos"])),
+             "train/tokens_per_s": float(sampled.lengths.sum() / max(t3 - t0, 1e-9)),
+             "train/seconds_sampling": timings["sampling"],
+             "train/seconds_scoring": (t1 - t0 - timings["sampling"]) + (t2 - t1),
+             "train/seconds_training": t3 - t2,
+             **{f"train/{k}": v for k, v in reward_metrics(self.reward_fns, sampled.rewards_NxK, valid).items()}}
+    if "kl" in metrics:
+      train["train/kl"] = float(metrics["kl"])
+    bad = [k for k, v in metrics["finite_terms"].items() if not v]
+    return state, StepResult(train, bool(metrics["finite"]), bad, failures, bool(np.all(group_std == 0)))
