@@ -86,7 +86,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.rl.top_p = 1.0
   c.rl.rewards = "correctness,format"  # rr.train.grpo.REWARDS names, comma-separated
   c.rl.reward_weights = "1.0,0.1"  # one weight per reward
-  c.rl.advantage = "grpo"  # grpo | drgrpo | rloo | reinforce++
+  c.rl.advantage = "grpo"  # grpo | drgrpo | rloo | reinforce++ | ppo (value head + GAE; group_size 1 is fine)
   c.rl.advantage_scale = "group"  # grpo only: std of the group or of the batch
   c.rl.epochs = 1  # mu: optimiser steps on each batch of rollouts
   c.rl.eps_low = 0.2
@@ -103,6 +103,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.rl.max_sampling_rounds = 3  # cap on sampling rounds per step (dynamic sampling / difficulty filter)
   c.rl.pass_rate_min = 0.0  # balanced difficulty filter: keep groups whose pass rate is in [min, max]
   c.rl.pass_rate_max = 1.0  # (2504.03380 starts from 0.25 / 0.75); needs the correctness reward
+  c.rl.gae_gamma = 1.0  # ppo: discount over completion tokens (the reward comes on the last one)
+  c.rl.gae_lambda = 0.95  # ppo: GAE lambda (1 = Monte Carlo returns, 0 = one-step TD)
+  c.rl.vf_coef = 0.1  # ppo: weight of the value loss next to the policy loss (the trunk is shared)
+  c.rl.value_clip = 0.2  # ppo: values move at most this far from the rollout's values per batch
+  c.rl.whiten_advantages = True  # ppo: advantages to mean 0, std 1 over the batch's active tokens
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1  # devices on the batch axis; -1 = all that the model axis leaves

@@ -81,6 +81,23 @@ def test_gppo_keeps_forward_value_and_gives_one_plus_minus_eps_times_a_gradient(
   assert float(m["clip_frac_high"]) == pytest.approx(1 / 6)
 
 
+def test_per_token_advantages_clip_and_weigh_each_token_on_its_own():
+  # One row, rho = [1.5, 0.5, 1.1], A_t = [1, -1, 2] (PPO's GAE gives one advantage per token), eps 0.2.
+  logp = np.log(np.array([RHO], np.float32))
+  adv = np.array([[1.0, -1.0, 2.0]], np.float32)
+  cfg = PolicyLossConfig(aggregation="token-mean")
+  loss, m, grad = _loss_and_grad(cfg, logp, np.zeros((1, 3), np.float32), adv, np.ones((1, 3), np.float32))
+  # -min(rho*A, clip(rho)*A): -min(1.5, 1.2) = -1.2; -min(-0.5, -0.8) = 0.8; -min(2.2, 2.2) = -2.2.
+  assert loss == pytest.approx((-1.2 + 0.8 - 2.2) / 3, rel=1e-6)
+  assert float(m["clip_frac_high"]) == pytest.approx(1 / 3) and float(m["clip_frac_low"]) == pytest.approx(1 / 3)
+  # Tokens 0 and 1 take the clipped branch (no gradient); token 2: -A * rho / 3.
+  np.testing.assert_allclose(grad, [[0.0, 0.0, -2.0 * 1.1 / 3]], rtol=1e-5, atol=1e-7)
+  # A per-token advantage that is constant along each row is the per-sequence one.
+  per_seq, _, _ = _loss_and_grad(cfg, LOGP, OLD, ADV, MASK)
+  per_tok, _, _ = _loss_and_grad(cfg, LOGP, OLD, np.repeat(ADV[:, None], 3, axis=1), MASK)
+  assert per_tok == pytest.approx(per_seq, rel=1e-6)
+
+
 def test_dual_clip_caps_the_loss_of_negative_advantage_tokens():
   # rho = [5, 2]; A = -1 on row 0, +1 on row 1.
   logp = np.log(np.array([[5.0, 2.0], [5.0, 2.0]], np.float32))

@@ -129,6 +129,8 @@ def policy_loss(logp_BxT: jax.Array, old_logp_BxT: jax.Array, adv_B: jax.Array, 
   `old_logp_BxT` are the log-probs recorded at sampling (mu > 1) or sg(logp_BxT) (mu = 1, where rho = 1:
   the loss then reads -mean(A) but its gradient is -A * grad logp). Metrics are token-means over the active
   mask whatever the aggregation; `kl` appears only with `ref_logp_BxT`, `entropy` only with `entropy_BxT`.
+  `adv_B` is one advantage per sequence [B] (group estimators), broadcast over its tokens, or one per
+  token [B, T] (PPO's GAE).
   """
   mask_BxT = mask_BxT.astype(jnp.float32)
   if cfg.mask_truncated:
@@ -137,13 +139,14 @@ def policy_loss(logp_BxT: jax.Array, old_logp_BxT: jax.Array, adv_B: jax.Array, 
     mask_BxT = mask_BxT * has_eos_B.astype(jnp.float32)[:, None]
   logp_BxT = logp_BxT.astype(jnp.float32)
   old_logp_BxT = old_logp_BxT.astype(jnp.float32)
-  adv_Bx1 = adv_B.astype(jnp.float32)[:, None]
+  adv = adv_B.astype(jnp.float32)
+  adv = adv[:, None] if adv.ndim == 1 else adv  # [B, 1] or [B, T]: either broadcasts against [B, T]
 
   rho_BxT = _ratio(logp_BxT, old_logp_BxT, mask_BxT, cfg.ratio_level)
   clipped_BxT = _clipped_ratio(rho_BxT, logp_BxT, cfg.eps_low, cfg.eps_high, cfg.clip_mode)
-  pg_BxT = -jnp.minimum(rho_BxT * adv_Bx1, clipped_BxT * adv_Bx1)
+  pg_BxT = -jnp.minimum(rho_BxT * adv, clipped_BxT * adv)
   if cfg.dual_clip_c:
-    pg_BxT = jnp.where(adv_Bx1 < 0, jnp.minimum(pg_BxT, -cfg.dual_clip_c * adv_Bx1), pg_BxT)
+    pg_BxT = jnp.where(adv < 0, jnp.minimum(pg_BxT, -cfg.dual_clip_c * adv), pg_BxT)
 
   total_BxT = pg_BxT
   metrics = {}
@@ -166,8 +169,8 @@ def policy_loss(logp_BxT: jax.Array, old_logp_BxT: jax.Array, adv_B: jax.Array, 
 
   loss = aggregate(total_BxT, mask_BxT, cfg.aggregation, cfg.max_completion_len)
   rho_value_BxT = jax.lax.stop_gradient(rho_BxT)
-  low_BxT = ((rho_value_BxT < 1.0 - cfg.eps_low) & (adv_Bx1 < 0)).astype(jnp.float32)
-  high_BxT = ((rho_value_BxT > 1.0 + cfg.eps_high) & (adv_Bx1 > 0)).astype(jnp.float32)
+  low_BxT = ((rho_value_BxT < 1.0 - cfg.eps_low) & (adv < 0)).astype(jnp.float32)
+  high_BxT = ((rho_value_BxT > 1.0 + cfg.eps_high) & (adv > 0)).astype(jnp.float32)
   metrics.update(
       pg_loss=aggregate(pg_BxT, mask_BxT, cfg.aggregation, cfg.max_completion_len),
       clip_frac_low=_masked_mean(low_BxT, mask_BxT),

@@ -72,8 +72,12 @@ class Decoder(nn.Module):
     cfg: ModelConfig
 
     @nn.compact
-    def __call__(self, tokens_BxT, positions_BxT, cache=None):
-        """Returns (logits_BxTxV float32, cache advanced by T, or None when cache is None)."""
+    def __call__(self, tokens_BxT, positions_BxT, cache=None, return_hidden=False):
+        """Returns (logits_BxTxV float32, cache advanced by T, or None when cache is None).
+
+        `return_hidden=True` appends the final hidden states [B, T, D] (after the final norm, the
+        lm head's input) for heads that share the trunk, e.g. PPO's value head; params are the same.
+        """
         cfg = self.cfg
         B, T = tokens_BxT.shape
         positions_BxT = positions_BxT.astype(jnp.int32)
@@ -108,9 +112,11 @@ class Decoder(nn.Module):
                 name="lm_head")(x_MxD)
         logits_BxTxV = logits_MxV.reshape(B, T, cfg.vocab_size)
 
-        if cache is None:
-            return logits_BxTxV, None
-        new_cache = {"k": new_k, "v": new_v, "pos": key_pos_BxS, "end": end + jnp.int32(T)}
+        new_cache = None
+        if cache is not None:
+            new_cache = {"k": new_k, "v": new_v, "pos": key_pos_BxS, "end": end + jnp.int32(T)}
+        if return_hidden:
+            return logits_BxTxV, new_cache, x_MxD.reshape(B, T, cfg.hidden_size)
         return logits_BxTxV, new_cache
 
 

@@ -86,8 +86,9 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
     check_group_size(batch_size, rl.group_size)
   except GroupSizeError as e:
     raise ConfigError(str(e)) from e
-  if rl.group_size < 2:
-    raise ConfigError(f"config.rl.group_size={rl.group_size}: group advantages need at least 2 completions")
+  if rl.group_size < 2 and rl.advantage != "ppo":
+    raise ConfigError(f"config.rl.group_size={rl.group_size}: group advantages need at least 2 completions "
+                      "(rl.advantage='ppo' does not)")
   check_group_filters(rl)
   prompts = encode_prompts(tokenizer, [e.question for e in inputs.train])
   prompt_width = -(-max(len(p) for p in prompts) // 8) * 8
@@ -103,7 +104,7 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   schedule = learning_rate_schedule(config.optim, total_steps * rl.epochs)
   # ---------------------------------------------------------------- restore
   checkpoints, record, state, shardings, resumed = open_run(workdir, config, model_cfg, optimizer, mesh,
-                                                           tokenizer.vocab_size)
+                                                           tokenizer.vocab_size, value_head=rl.advantage == "ppo")
   ref_params = None  # the frozen reference: the starting params, rebuilt the same way on resume
   if loss_cfg.kl_beta > 0:
     ref_params = starting_state(model_cfg, optimizer, mesh, config.seed, record, config.init_checkpoint)[0]["params"]

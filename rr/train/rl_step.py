@@ -24,21 +24,28 @@ from rr.models import Decoder
 from rr.rewards import compute_advantages, reward_metrics, reward_name, score_rewards, weighted_sum
 from rr.rewards.base import RewardFailure
 from rr.sampler import Sampler, Sampling
+from rr.train import ppo
 from rr.train.groups import Collected, Groups, collect_groups, keep_groups
 from rr.train.rollout import rollout_batch
+from rr.train.state import trainable, with_trainable
 from rr.train.step import put_batch
 
 def make_grpo_step(model: Decoder, optimizer: optax.GradientTransformation, loss_cfg: PolicyLossConfig,
-                   shardings: dict, mesh: jax.sharding.Mesh, reuse_old_logp: bool) -> Callable:
+                   shardings: dict, mesh: jax.sharding.Mesh, reuse_old_logp: bool,
+                   value_cfg: ppo.ValueConfig | None = None) -> Callable:
   """`step(state, batch, ref_params) -> (state, metrics)`, jitted with shardings.
 
   With one epoch per batch the old log-probs are the current ones under stop-gradient (ratio 1); with
   more, they come in the batch (`old_logp`), recorded before the first epoch. A step whose loss or
   gradient is not finite leaves params and optimiser state unchanged and reports which term it was.
+  With `value_cfg` (PPO) the state has a value head on the policy's trunk, trained by the same loss; the
+  batch then brings `ppo.make_targets`'s per-token advantages, returns and old values.
   """
 
-  def loss_fn(params, batch, ref_params):
-    logits_BxTxV, _ = model.apply({"params": params}, batch["tokens"], batch["positions"])
+  def loss_fn(trained, batch, ref_params):
+    params = trained["params"] if value_cfg else trained
+    logits_BxTxV, _, hidden_BxTxD = model.apply({"params": params}, batch["tokens"], batch["positions"],
+                                                return_hidden=True)
     logp_BxT = sequence_log_probs(logits_BxTxV, batch["tokens"])
     old_logp_BxT = batch["old_logp"] if reuse_old_logp else jax.lax.stop_gradient(logp_BxT)
     ref_logp_BxT = None
@@ -53,16 +60,19 @@ def make_grpo_step(model: Decoder, optimizer: optax.GradientTransformation, loss
                / jnp.maximum(batch["mask"].sum(), 1.0),
                "logprob_gap_mean": gap_BxT.sum() / jnp.maximum(batch["mask"].sum(), 1.0),
                "logprob_gap_max": gap_BxT.max()}
+    if value_cfg is not None:
+      scaled_value_loss, value_metrics = ppo.value_terms(trained["value_head"], hidden_BxTxD, batch, value_cfg)
+      loss, metrics = loss + scaled_value_loss, {**metrics, **value_metrics}
     return loss, metrics
 
   def step(state, batch, ref_params):
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch, ref_params)
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable(state), batch, ref_params)
     grad_norm = optax.tree.norm(grads)
     finite = {name: jnp.isfinite(value) for name, value in
               (("loss", loss), ("grad_norm", grad_norm), *((k, v) for k, v in metrics.items()))}
     ok = jnp.all(jnp.stack(list(finite.values())))
-    updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
-    new = {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates),
+    updates, opt_state = optimizer.update(grads, state["opt_state"], trainable(state))
+    new = {**with_trainable(state, optax.apply_updates(trainable(state), updates)), "step": state["step"] + 1,
            "opt_state": opt_state}
     state = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
     return state, {**metrics, "loss": loss, "grad_norm": grad_norm, "finite": ok,
@@ -100,7 +110,11 @@ class RLStep:
     self.correctness_column = names.index("correctness") if "correctness" in names else None
     self.sampler = Sampler(model.cfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, mesh=mesh)
     self.strategy = Sampling(temperature=rl.temperature, top_k=rl.top_k, top_p=rl.top_p)
-    self.train_step = make_grpo_step(model, optimizer, loss_cfg, shardings, mesh, reuse_old_logp=rl.epochs > 1)
+    self.value_cfg = ppo.value_config(rl) if rl.advantage == "ppo" else None
+    self.train_step = make_grpo_step(model, optimizer, loss_cfg, shardings, mesh,
+                                     reuse_old_logp=rl.epochs > 1 or self.value_cfg is not None,
+                                     value_cfg=self.value_cfg)
+    self.ppo_targets = ppo.make_targets(model, self.value_cfg) if self.value_cfg is not None else None
     self.old_logp_fn = jax.jit(lambda params, batch: sequence_log_probs(
         model.apply({"params": params}, batch["tokens"], batch["positions"])[0], batch["tokens"]))
     filtering = rl.dynamic_sampling or rl.pass_rate_min > 0.0 or rl.pass_rate_max < 1.0
@@ -143,15 +157,19 @@ class RLStep:
     collected: Collected = collect_groups(sample_round, rl.prompts_per_step, self.max_rounds, self.keep)
     t1 = time.time()
     chosen = collected.batch
-    opts = {"scale": rl.advantage_scale} if rl.advantage == "grpo" else {}
-    advantages_N = np.asarray(compute_advantages(rl.advantage, chosen.total_N, rl.group_size,
-                                                 valid_B=chosen.valid_N, **opts))
     batch = rollout_batch(chosen.prompts, rl.group_size, chosen.tokens, chosen.lengths, chosen.logprobs,
                           self.tokenizer.eos_id, self.tokenizer.pad_id, self.width)
-    batch["advantages"] = advantages_N.astype(np.float32)
+    if self.value_cfg is None:
+      opts = {"scale": rl.advantage_scale} if rl.advantage == "grpo" else {}
+      batch["advantages"] = np.asarray(compute_advantages(rl.advantage, chosen.total_N, rl.group_size,
+                                                          valid_B=chosen.valid_N, **opts), np.float32)
+    else:
+      batch.update(ppo.row_rewards(chosen.total_N, chosen.valid_N))
     t2 = time.time()
     device_batch = put_batch(batch, self.mesh)
-    if rl.epochs > 1:
+    if self.value_cfg is not None:  # PPO: advantages come from the value head, before any update
+      device_batch.update(self.ppo_targets(state, device_batch))
+    elif rl.epochs > 1:
       device_batch["old_logp"] = self.old_logp_fn(state["params"], device_batch)
     for _ in range(rl.epochs):
       state, metrics = self.train_step(state, device_batch, ref_params)
@@ -184,5 +202,10 @@ class RLStep:
              **{f"train/{k}": v for k, v in reward_metrics(self.reward_fns, sampled.rewards_NxK, valid).items()}}
     if "kl" in metrics:
       train["train/kl"] = float(metrics["kl"])
+    for key in ("value_loss", "value_clip_frac", "values_mean"):  # PPO only
+      if key in metrics:
+        train[f"train/{key}"] = float(metrics[key])
     bad = [k for k, v in metrics["finite_terms"].items() if not v]
-    return state, StepResult(train, bool(metrics["finite"]), bad, failures, bool(np.all(group_std == 0)))
+    # Equal rewards in every group leave group advantages at 0, but not PPO's (the value head still learns).
+    flat = self.value_cfg is None and bool(np.all(group_std == 0))
+    return state, StepResult(train, bool(metrics["finite"]), bad, failures, flat)

@@ -1,5 +1,9 @@
 """The train state pytree `{"step", "params", "opt_state"}`, created directly in its shardings.
 
+A PPO run (`value_head=True`) adds `"value_head"` (rr.models.init_value_head, replicated): it sits beside
+the policy params, so samplers, evaluation and `init_checkpoint` keep reading `state["params"]` alone,
+while one optimiser state covers both (`trainable`), so the global-norm clip sees the whole gradient.
+
 Param shardings come from the model's logical axis names and the mesh rules; optimiser moments take the
 sharding of the param they track (optax.tree_map_params), counters are replicated. Nothing is built on the
 host first, so a model larger than one device never needs a full copy anywhere.
@@ -20,36 +24,55 @@ from rr import models, sharding
 from rr.checkpoint import CheckpointError, Checkpoints
 
 
+def trainable(state: dict[str, Any]) -> Any:
+  """What the optimiser updates: the policy params, plus the value head when the state has one."""
+  if "value_head" in state:
+    return {"params": state["params"], "value_head": state["value_head"]}
+  return state["params"]
+
+
+def with_trainable(state: dict[str, Any], new: Any) -> dict[str, Any]:
+  """`state` with the trees of `trainable(state)` replaced by `new`."""
+  return {**state, **new} if "value_head" in state else {**state, "params": new}
+
+
 def state_shardings(model_cfg: models.ModelConfig, optimizer: optax.GradientTransformation,
-                    mesh: jax.sharding.Mesh) -> dict[str, Any]:
-  param_sh = sharding.logical_to_shardings(models.param_logical_axes(model_cfg), mesh)
-  abstract_params = jax.eval_shape(lambda: models.init_params(model_cfg, jax.random.key(0)))
-  abstract_opt = jax.eval_shape(optimizer.init, abstract_params)
+                    mesh: jax.sharding.Mesh, value_head: bool = False) -> dict[str, Any]:
   replicated = sharding.replicated(mesh)
-  opt_sh = optax.tree_map_params(optimizer, lambda _, s: s, abstract_opt, param_sh,
-                                 transform_non_params=lambda _: replicated)
-  return {"step": replicated, "params": param_sh, "opt_state": opt_sh}
+  shardings = {"step": replicated,
+               "params": sharding.logical_to_shardings(models.param_logical_axes(model_cfg), mesh)}
+  abstract = {"params": jax.eval_shape(lambda: models.init_params(model_cfg, jax.random.key(0)))}
+  if value_head:
+    abstract["value_head"] = jax.eval_shape(lambda: models.init_value_head(model_cfg))
+    shardings["value_head"] = jax.tree.map(lambda _: replicated, abstract["value_head"])
+  abstract_opt = jax.eval_shape(optimizer.init, trainable(abstract))
+  shardings["opt_state"] = optax.tree_map_params(optimizer, lambda _, s: s, abstract_opt, trainable(shardings),
+                                                 transform_non_params=lambda _: replicated)
+  return shardings
 
 
 def init_train_state(model_cfg: models.ModelConfig, optimizer: optax.GradientTransformation,
-                     mesh: jax.sharding.Mesh, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+                     mesh: jax.sharding.Mesh, seed: int,
+                     value_head: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
   """Returns (state, shardings), the state already laid out on the mesh."""
-  shardings = state_shardings(model_cfg, optimizer, mesh)
+  shardings = state_shardings(model_cfg, optimizer, mesh, value_head)
 
   def create(rng):
-    params = models.init_params(model_cfg, rng)
-    return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": optimizer.init(params)}
+    state = {"step": jnp.zeros((), jnp.int32), "params": models.init_params(model_cfg, rng)}
+    if value_head:
+      state["value_head"] = models.init_value_head(model_cfg)
+    return {**state, "opt_state": optimizer.init(trainable(state))}
 
   state = jax.jit(create, out_shardings=shardings)(jax.random.key(seed))
   return state, shardings
 
 
 def starting_state(model_cfg: models.ModelConfig, optimizer: optax.GradientTransformation,
-                   mesh: jax.sharding.Mesh, seed: int, record: dict,
-                   init_checkpoint: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+                   mesh: jax.sharding.Mesh, seed: int, record: dict, init_checkpoint: str = "",
+                   value_head: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
   """The state a fresh run starts from: `init_checkpoint`'s params (another run's workdir or checkpoints
-  directory; the optimiser starts anew) or random params from `seed`."""
-  state, shardings = init_train_state(model_cfg, optimizer, mesh, seed)
+  directory; the optimiser and any value head start anew) or random params from `seed`."""
+  state, shardings = init_train_state(model_cfg, optimizer, mesh, seed, value_head)
   if init_checkpoint:
     source = Checkpoints(_checkpoint_dir(init_checkpoint))
     step = source.latest_step()
@@ -64,21 +87,22 @@ def starting_state(model_cfg: models.ModelConfig, optimizer: optax.GradientTrans
 
 def restore_or_init(checkpoints: Checkpoints, record: dict, model_cfg: models.ModelConfig,
                     optimizer: optax.GradientTransformation, mesh: jax.sharding.Mesh, seed: int,
-                    init_checkpoint: str = "") -> tuple[dict[str, Any], dict[str, Any], int | None]:
+                    init_checkpoint: str = "",
+                    value_head: bool = False) -> tuple[dict[str, Any], dict[str, Any], int | None]:
   """Returns (state, shardings, resumed step or None): a run resumes from its own latest checkpoint,
   otherwise it starts as `starting_state` says."""
   latest = checkpoints.latest_step()
   if latest is None:
-    state, shardings = starting_state(model_cfg, optimizer, mesh, seed, record, init_checkpoint)
+    state, shardings = starting_state(model_cfg, optimizer, mesh, seed, record, init_checkpoint, value_head)
     return state, shardings, None
-  shardings = state_shardings(model_cfg, optimizer, mesh)
-  abstract = jax.eval_shape(lambda: init_train_state(model_cfg, optimizer, mesh, seed)[0])
+  shardings = state_shardings(model_cfg, optimizer, mesh, value_head)
+  abstract = jax.eval_shape(lambda: init_train_state(model_cfg, optimizer, mesh, seed, value_head)[0])
   abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
   return checkpoints.restore(latest, abstract, expect=record), shardings, latest
 
 
 def open_run(workdir: str, config, model_cfg: models.ModelConfig, optimizer: optax.GradientTransformation,
-             mesh: jax.sharding.Mesh, vocab_size: int):
+             mesh: jax.sharding.Mesh, vocab_size: int, value_head: bool = False):
   """The checkpoints of a run in `workdir`, its record, and its state (resumed, or started afresh).
 
   Returns (checkpoints, record, state, shardings, resumed step or None).
@@ -87,7 +111,7 @@ def open_run(workdir: str, config, model_cfg: models.ModelConfig, optimizer: opt
   checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), keep=config.train.keep_checkpoints)
   record = {"model": dataclasses.asdict(model_cfg), "vocab_size": vocab_size}
   state, shardings, resumed = restore_or_init(checkpoints, record, model_cfg, optimizer, mesh, config.seed,
-                                             config.init_checkpoint)
+                                             config.init_checkpoint, value_head)
   if resumed is not None:
     print(f"rr: resuming from {checkpoints.directory}/{resumed}", file=sys.stderr)
   return checkpoints, record, state, shardings, resumed
