@@ -1,9 +1,9 @@
 """GRPO on the embedded addition task, starting from any checkpoint (`--config.init_checkpoint=WORKDIR`).
 
 `python -m rr.main --config configs/grpo.py --config.init_checkpoint=/tmp/sft --workdir /tmp/grpo`
-The model preset and tokenizer must match the checkpoint's. Rewards: task correctness plus a small format
-reward; group-normalised advantages (GRPO); one optimiser step per batch of rollouts.
-Work in progress (issue 3): the distil-then-reinforce default job and its measured gain come next.
+The model preset and tokenizer must match the checkpoint's. The recipe of the default job's RL stage:
+task correctness plus a small format reward, group-normalised advantages, DAPO's clip-higher, token-mean
+loss and dynamic sampling, one optimiser step per batch of rollouts. Any `config.rl` field changes it.
 """
 
 from rr.config import base_config, parse_arg, shrink_for_runlocal
@@ -16,10 +16,10 @@ def get_config(arg=None):
   c.data.task = "addition"
   c.data.difficulty = 3
   c.model.preset = "tiny"
-  c.optim.lr = 1e-5
-  c.optim.warmup_steps = 10
+  c.optim.lr = 5e-5
+  c.optim.warmup_steps = 30
   c.optim.weight_decay = 0.0
-  c.train.steps = 200
+  c.train.steps = 300
   c.train.log_every = 5
   c.train.eval_every = 50
   c.train.checkpoint_every = 50
@@ -28,10 +28,14 @@ def get_config(arg=None):
   c.rl.prompts_per_step = 8
   c.rl.group_size = 8
   c.rl.max_new_tokens = 48
+  c.rl.eps_high = 0.28
+  c.rl.aggregation = "token-mean"
+  c.rl.dynamic_sampling = True
   if args.runlocal:
     shrink_for_runlocal(c)
     c.rl.prompts_per_step = 2
     c.rl.group_size = 4
     c.rl.max_new_tokens = 16
+    c.rl.dynamic_sampling = False
     c.train.log_every = 1
   return c

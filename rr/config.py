@@ -86,6 +86,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.rl.top_p = 1.0
   c.rl.rewards = "correctness,format"  # rr.train.grpo.REWARDS names, comma-separated
   c.rl.reward_weights = "1.0,0.1"  # one weight per reward
+  c.rl.length_target = 32  # tokens; the "length_penalty" reward is 0 up to here, then linear
+  c.rl.overlong_buffer = 16  # DAPO's L_cache for the "overlong" reward (L_max = rl.max_new_tokens)
   c.rl.advantage = "grpo"  # grpo | drgrpo | rloo | reinforce++ | ppo (value head + GAE; group_size 1 is fine)
   c.rl.advantage_scale = "group"  # grpo only: std of the group or of the batch
   c.rl.epochs = 1  # mu: optimiser steps on each batch of rollouts

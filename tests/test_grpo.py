@@ -9,7 +9,9 @@ import pytest
 from rr import models, sharding, train
 from rr.config import ConfigError, apply_overrides, base_config, load_config
 from rr.losses import PolicyLossConfig, token_log_probs
+from rr.data import CharTokenizer
 from rr.rewards import RowReward
+from rr.tasks import Example
 from rr.train import grpo, rl_step
 from rr.train.metrics import read_metrics
 from rr.train.optimizer import make_optimizer
@@ -90,7 +92,7 @@ def sft_workdir(tmp_path_factory):
   return workdir
 
 
-def length_reward():
+def length_reward(rl=None, tokenizer=None):
   """Varies within every group, so each step has a learning signal even for an untrained model."""
   return RowReward("length", lambda prompt, completion, example: len(completion) / 10.0)
 
@@ -151,6 +153,28 @@ def test_two_epochs_per_batch_record_old_logprobs(sft_workdir, tmp_path, monkeyp
   assert os.listdir(tmp_path / "mu2" / "checkpoints") == ["6"]  # optimiser steps = steps * epochs
 
 
+def test_config_names_build_the_built_in_rewards_with_token_lengths():
+  rl = base_config().rl
+  rl.rewards, rl.reward_weights = "overlong,calibration,length_penalty", "1,1,1"
+  rl.max_new_tokens, rl.overlong_buffer, rl.length_target = 10, 4, 5
+  tokenizer = CharTokenizer()
+  fns, weights = grpo.build_rewards(rl, tokenizer)
+  assert [f.name for f in fns] == ["overlong", "calibration_brier", "length_penalty"]
+  np.testing.assert_array_equal(weights, [1, 1, 1])
+  example = Example(question="1+2", rationale="1+2+0=03", answer="3")
+  text = "<think>x</think>3\nconfidence: 0.8"  # a right answer stated with confidence 0.8
+  n = len(tokenizer.encode(text))
+  assert n != len(text)  # <think> and </think> are one token each, so lengths really are token counts
+  # overlong: soft limit 10 - 4 = 6; n > 10 -> -1. length_penalty: -(n - 5) / 5. brier: 1 - 2 * 0.2^2.
+  got = [float(f(["p"], [text], [example])[0]) for f in fns]
+  np.testing.assert_allclose(got, [-1.0, 1 - 2 * 0.2 ** 2, -(n - 5) / 5], rtol=1e-6)
+  assert float(fns[0](["p"], ["<think>12</think>"], [example])[0]) == 0.0  # 4 tokens <= 6
+  assert float(fns[0](["p"], ["<think>12345</think>"], [example])[0]) == pytest.approx((6 - 7) / 4)
+  rl.overlong_buffer = 0
+  with pytest.raises(ConfigError, match="config.rl: overlong_shaping"):
+    grpo.build_rewards(rl, tokenizer)
+
+
 def test_dynamic_sampling_with_no_signal_stops_at_the_round_cap(sft_workdir, tmp_path, capsys):
   # An almost untrained student never answers right, so every group is flat and every round is dropped.
   config = grpo_config(sft_workdir, ("rl.rewards", "correctness"), ("rl.reward_weights", "1.0"),
@@ -167,6 +191,9 @@ def test_dynamic_sampling_with_no_signal_stops_at_the_round_cap(sft_workdir, tmp
     ([("rl.pass_rate_min", "0.25"), ("rl.rewards", "format"), ("rl.reward_weights", "1")],
      "does not include it; add 'correctness'"),
     ([("rl.pass_rate_min", "0.8"), ("rl.pass_rate_max", "0.2")], "0 <= min <= max <= 1"),
+    ([("rl.advantage", "ppo"), ("rl.group_size", "1"), ("rl.dynamic_sampling", "true")],
+     "dynamic sampling and the pass-rate filter judge groups"),
+    ([("rl.advantage", "ppo"), ("rl.gae_lambda", "1.5")], "gae_gamma and gae_lambda in \\[0, 1\\]"),
     ([("rl.rewards", "correctness,nope")], "unknown \\['nope'\\]"),
     ([("rl.reward_weights", "1.0")], "1 weights for 2 rewards"),
     ([("rl.group_size", "1")], "at least 2 completions"),

@@ -128,7 +128,7 @@ def sft_workdir(tmp_path_factory):
   return workdir
 
 
-def length_reward():
+def length_reward(rl=None, tokenizer=None):
   """Non-zero for any non-empty completion, so even an untrained policy gives the value head a target."""
   return RowReward("length", lambda prompt, completion, example: len(completion) / 10.0)
 

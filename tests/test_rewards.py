@@ -109,3 +109,39 @@ def test_score_rewards_keeps_good_rows(example):
   assert "parser choked" in failures[0].error
   metrics = rewards.reward_metrics(fns, r, valid)
   assert metrics["rewards/correctness/mean"] == 1.0 and metrics["rewards/invalid_frac"] == 0.5
+
+
+def test_token_rewards_are_jitted_over_ids_and_can_carry_params(example):
+  tokens = np.array([[7, 7, 3, 1], [7, 2, 1, 0], [5, 1, 0, 0]], np.int32)
+  mask = np.array([[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 0, 0]], bool)
+  count_7 = rewards.TokenReward("sevens", lambda t, m, p: jax.numpy.sum((t == 7) & m, axis=1).astype(float))
+  # A "model-based" reward: a learned weight per token id, summed over the generated tokens.
+  weights = np.zeros(8, np.float32)
+  weights[[7, 5, 1]] = [0.5, 2.0, -1.0]
+  scored = rewards.TokenReward("weights", lambda t, m, p: jax.numpy.sum(p["w"][t] * m, axis=1), {"w": weights})
+  n = len(tokens)
+  out, valid, failures = rewards.score_rewards([count_7, scored, rewards.correctness()], ["p"] * n,
+                                               [GOOD] * n, [example] * n,
+                                               tokens_NxC=tokens, mask_NxC=mask)
+  np.testing.assert_allclose(out[:, 0], [2, 1, 0])
+  np.testing.assert_allclose(out[:, 1], [0.5 + 0.5 - 1.0, 0.5 - 1.0, 2.0 - 1.0])
+  np.testing.assert_allclose(out[:, 2], [1, 1, 1])
+  assert valid.all() and not failures
+
+
+def test_a_failing_or_nan_token_reward_marks_rows_and_keeps_the_rest(example):
+  tokens = np.array([[4, 1], [5, 1]], np.int32)
+  mask = np.ones((2, 2), bool)
+  nan_on_5 = rewards.TokenReward("nan5", lambda t, m, p: jax.numpy.where(t[:, 0] == 5, jax.numpy.nan, 1.0))
+  wrong_shape = rewards.TokenReward("bad", lambda t, m, p: jax.numpy.ones((3,)))
+  out, valid, failures = rewards.score_rewards([nan_on_5], ["p"] * 2, ["a", "b"], [example] * 2,
+                                               tokens_NxC=tokens, mask_NxC=mask)
+  np.testing.assert_array_equal(valid, [True, False])
+  np.testing.assert_array_equal(out[:, 0], [1.0, 0.0])
+  assert [(f.reward, f.row) for f in failures] == [("nan5", 1)]
+  out, valid, failures = rewards.score_rewards([rewards.correctness(), wrong_shape], ["p"] * 2, ["a", "b"],
+                                               [example] * 2, tokens_NxC=tokens, mask_NxC=mask)
+  assert not valid.any() and [f.row for f in failures] == [0, 1] and "shape (3,)" in failures[0].error
+  # Without token arrays a token reward cannot run: its rows fail, the call does not raise.
+  _, valid, failures = rewards.score_rewards([nan_on_5], ["p"], ["a"], [example])
+  assert not valid.any() and "tokens_NxC" in failures[0].error

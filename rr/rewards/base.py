@@ -3,7 +3,8 @@ kill the run.
 
 Two kinds of reward:
   text reward   host function (prompts, completions, examples) -> float32 [N]; parses text, runs verifiers.
-  token reward  jitted function (tokens_BxT, mask_BxT, params) -> float32 [B]; numeric or model-based.
+  token reward  `TokenReward`: a jitted function (tokens_NxC, mask_NxC, params) -> float32 [N]; numeric or
+                model-based (params of a frozen scoring model).
 Each carries a `name`, used in metrics as `rewards/<name>/mean` and `rewards/<name>/std` (TRL's names).
 
 A reward that raises, returns the wrong shape, or returns a non-finite value for a row makes that row invalid:
@@ -16,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, NamedTuple, Protocol, Sequence, runtime_checkable
 
+import jax
 import numpy as np
 
 from rr.tasks import Example
@@ -33,14 +35,23 @@ class TextReward(Protocol):
     ...
 
 
-@runtime_checkable
-class TokenReward(Protocol):
-  """Jittable reward over token arrays: (tokens_BxT int32, mask_BxT bool of completion tokens, params of a
-  scoring model or None) -> float32 [B]. No built-in yet; model-based rewards (RLT, listener) will be these."""
-  name: str
+@dataclasses.dataclass(frozen=True, eq=False)
+class TokenReward:
+  """A numeric reward over token arrays, jitted once: `fn(tokens_NxC, mask_NxC, params) -> float32 [N]`.
 
-  def __call__(self, tokens_BxT: Any, mask_BxT: Any, params: Any) -> Any:
-    ...
+  tokens are the sampled completion ids, mask marks the generated tokens (eos included), and params are
+  whatever the reward scores with (a frozen model's params for a model-based reward, or None). No text is
+  decoded, so a reward that only needs ids (or a model) never leaves the device's representation.
+  """
+  name: str
+  fn: Callable[[Any, Any, Any], Any]
+  params: Any = None
+
+  def __post_init__(self):
+    object.__setattr__(self, "_jitted", jax.jit(self.fn))
+
+  def __call__(self, tokens_NxC, mask_NxC) -> np.ndarray:
+    return np.asarray(self._jitted(tokens_NxC, mask_NxC, self.params), np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,11 +107,25 @@ def _call_rows(reward_fn, prompts, completions, examples, name: str,
   return values, ok
 
 
-def score_rewards(reward_fns: Sequence[TextReward], prompts: Sequence[str], completions: Sequence[str],
-                  examples: Sequence[Example]) -> tuple[np.ndarray, np.ndarray, list[RewardFailure]]:
+def _call_token_reward(reward_fn: TokenReward, tokens_NxC, mask_NxC, n: int,
+                       failures: list[RewardFailure]) -> tuple[np.ndarray, np.ndarray]:
+  """One jitted call for the whole batch; if it raises (or gets no tokens), every row fails with the reason."""
+  try:
+    if tokens_NxC is None or mask_NxC is None:
+      raise ValueError("token rewards need tokens_NxC and mask_NxC (the completions as ids)")
+    return _as_rows(reward_fn(tokens_NxC, mask_NxC), n), np.ones(n, bool)
+  except Exception as exc:  # pylint: disable=broad-except
+    failures.extend(RewardFailure(reward_fn.name, i, _error_text(exc)) for i in range(n))
+    return np.zeros(n, np.float32), np.zeros(n, bool)
+
+
+def score_rewards(reward_fns: Sequence[TextReward | TokenReward], prompts: Sequence[str],
+                  completions: Sequence[str], examples: Sequence[Example], *, tokens_NxC: np.ndarray | None = None,
+                  mask_NxC: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, list[RewardFailure]]:
   """(rewards_NxK float32, valid_N bool, failures) for K text rewards on N completions; never raises for a
   reward's fault. A row is invalid if any reward raised or gave a non-finite value for it; invalid entries
-  are 0 in rewards_NxK (mask them with valid_N, e.g. `normalize_then_sum(..., valid_N=valid_N)`)."""
+  are 0 in rewards_NxK (mask them with valid_N, e.g. `normalize_then_sum(..., valid_N=valid_N)`).
+  `TokenReward`s read `tokens_NxC` and `mask_NxC` (the completions as ids); if one raises, all its rows fail."""
   prompts, completions, examples = list(prompts), list(completions), list(examples)
   n = len(completions)
   if not len(prompts) == len(examples) == n:
@@ -111,7 +136,10 @@ def score_rewards(reward_fns: Sequence[TextReward], prompts: Sequence[str], comp
   failures: list[RewardFailure] = []
   for k, reward_fn in enumerate(reward_fns):
     name = reward_name(reward_fn)
-    values, ok = _call_rows(reward_fn, prompts, completions, examples, name, failures)
+    if isinstance(reward_fn, TokenReward):
+      values, ok = _call_token_reward(reward_fn, tokens_NxC, mask_NxC, n, failures)
+    else:
+      values, ok = _call_rows(reward_fn, prompts, completions, examples, name, failures)
     for i in np.flatnonzero(ok & ~np.isfinite(values)):
       ok[i] = False
       failures.append(RewardFailure(name, int(i), f"returned {values[i]}"))

@@ -53,7 +53,9 @@ class Sampler:
                  batch_buckets: Sequence[int] = DEFAULT_BATCH_BUCKETS, param_shardings=None):
         if not prompt_buckets or not batch_buckets:
             raise ValueError("Sampler needs at least one prompt bucket and one batch bucket")
-        self.model_cfg = model_cfg
+        # Sampling never differentiates, so it always gathers embedding rows: the one-hot matmul is only
+        # worth its FLOPs for a training step's backward on XLA:CPU (a scatter otherwise). Same params.
+        self.model_cfg = dataclasses.replace(model_cfg, embed_one_hot=False)
         self.eos_id = int(eos_id)
         self.pad_id = int(pad_id)
         self.mesh = mesh

@@ -21,7 +21,8 @@ from rr.data import encode_prompts
 from rr.eval import evaluate_accuracy
 from rr.losses import PolicyLossConfig
 from rr.models import Decoder
-from rr.rewards import GroupSizeError, check_group_size, correctness, format_reward, step_correctness
+from rr.rewards import (GroupSizeError, calibration, check_group_size, correctness, format_reward, length_penalty,
+                        overlong_shaping, step_correctness)
 from rr.train.inputs import load_inputs
 from rr.train.interrupt import StopRequest
 from rr.train.metrics import MetricWriter
@@ -30,10 +31,24 @@ from rr.train.rl_step import RLStep
 from rr.train.setup import build_mesh, build_model_config, count_params
 from rr.train.state import open_run, starting_state
 
-REWARDS = {"correctness": correctness, "format": format_reward, "step_correctness": step_correctness}
+def _token_counter(tokenizer) -> Callable[[str], int]:
+  return lambda text: len(tokenizer.encode(text))
 
 
-def build_rewards(rl) -> tuple[list, np.ndarray]:
+# Rewards by the name `config.rl.rewards` uses: factory(rl, tokenizer) -> reward. Lengths count tokens.
+REWARDS = {
+    "correctness": lambda rl, tokenizer: correctness(),
+    "format": lambda rl, tokenizer: format_reward(),
+    "step_correctness": lambda rl, tokenizer: step_correctness(),
+    "calibration": lambda rl, tokenizer: calibration("brier"),
+    "calibration_linear": lambda rl, tokenizer: calibration("linear"),
+    "length_penalty": lambda rl, tokenizer: length_penalty(rl.length_target, length_fn=_token_counter(tokenizer)),
+    "overlong": lambda rl, tokenizer: overlong_shaping(rl.max_new_tokens, rl.overlong_buffer,
+                                                       length_fn=_token_counter(tokenizer)),
+}
+
+
+def build_rewards(rl, tokenizer) -> tuple[list, np.ndarray]:
   names = [n.strip() for n in rl.rewards.split(",") if n.strip()]
   unknown = [n for n in names if n not in REWARDS]
   if not names or unknown:
@@ -46,7 +61,10 @@ def build_rewards(rl) -> tuple[list, np.ndarray]:
   if len(weights) != len(names):
     raise ConfigError(f"config.rl.reward_weights has {len(weights)} weights for {len(names)} rewards "
                       f"({', '.join(names)}); give one weight per reward")
-  return [REWARDS[n]() for n in names], weights
+  try:
+    return [REWARDS[n](rl, tokenizer) for n in names], weights
+  except ValueError as e:
+    raise ConfigError(f"config.rl: {e}") from e
 
 
 def policy_loss_config(rl) -> PolicyLossConfig:
@@ -70,6 +88,13 @@ def check_group_filters(rl) -> None:
                       f"{rl.rewards!r} does not include it; add 'correctness' (weight 0 is fine)")
   if (filtering or rl.dynamic_sampling) and rl.max_sampling_rounds < 1:
     raise ConfigError(f"config.rl.max_sampling_rounds={rl.max_sampling_rounds} must be at least 1")
+  if (filtering or rl.dynamic_sampling) and rl.group_size < 2:
+    raise ConfigError(f"config.rl.group_size={rl.group_size}: dynamic sampling and the pass-rate filter judge "
+                      "groups of completions; use group_size >= 2 or turn them off")
+  if rl.advantage == "ppo" and not (0.0 <= rl.gae_gamma <= 1.0 and 0.0 <= rl.gae_lambda <= 1.0
+                                    and rl.value_clip > 0.0 and rl.vf_coef >= 0.0):
+    raise ConfigError(f"config.rl: PPO needs gae_gamma and gae_lambda in [0, 1] (got {rl.gae_gamma}, "
+                      f"{rl.gae_lambda}), value_clip > 0 (got {rl.value_clip}) and vf_coef >= 0 (got {rl.vf_coef})")
 
 
 def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) -> dict:
@@ -79,7 +104,7 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   # ---------------------------------------------------------------- inputs
   inputs = load_inputs(config)
   tokenizer = inputs.tokenizer
-  reward_fns, reward_weights = build_rewards(rl)
+  reward_fns, reward_weights = build_rewards(rl, tokenizer)
   loss_cfg = policy_loss_config(rl)
   batch_size = rl.prompts_per_step * rl.group_size
   try:

@@ -132,7 +132,9 @@ class RLStep:
     examples = [self.examples[i] for i in picked for _ in range(rl.group_size)]
     completions = [decode_completion(self.tokenizer, row) for row in out.tokens]
     prompt_texts = [format_prompt(e.question) for e in examples]
-    rewards_NxK, valid_N, failures = score_rewards(self.reward_fns, prompt_texts, completions, examples)
+    mask_NxC = np.arange(out.tokens.shape[1])[None, :] < out.lengths[:, None]
+    rewards_NxK, valid_N, failures = score_rewards(self.reward_fns, prompt_texts, completions, examples,
+                                                   tokens_NxC=out.tokens, mask_NxC=mask_NxC)
     total_N = np.asarray(weighted_sum(rewards_NxK, self.reward_weights))
     passed_N = (rewards_NxK[:, self.correctness_column] >= 1.0 if self.correctness_column is not None
                 else np.zeros(len(completions), bool))
