@@ -8,13 +8,14 @@ import pytest
 
 from rr import models, sharding, train
 from rr.config import ConfigError, apply_overrides, base_config, load_config
-from rr.losses import PolicyLossConfig, token_log_probs
+from rr.losses import PolicyLossConfig, sequence_log_probs, token_log_probs
 from rr.data import CharTokenizer
 from rr.rewards import RowReward
 from rr.tasks import Example
 from rr.train import grpo, rl_step
 from rr.train.metrics import read_metrics
 from rr.train.optimizer import make_optimizer
+from rr.train import rollout
 from rr.train.rollout import rollout_batch
 from rr.train.state import init_train_state
 from rr.train.step import put_batch
@@ -28,15 +29,43 @@ def test_rollout_batch_places_completions_and_their_logprobs():
   lengths = np.array([2, 3, 1, 2])
   logp = np.arange(12, dtype=np.float32).reshape(4, 3) / -10
   batch = rollout_batch(prompts, 2, tokens, lengths, logp, eos_id=1, pad_id=0, width=8)
-  np.testing.assert_array_equal(batch["tokens"][1], [5, 6, 7, 12, 13, 14, 0, 0])
-  np.testing.assert_array_equal(batch["positions"][3], [0, 1, 2, 3, -1, -1, -1, -1])
-  # Row 1: completion tokens sit at 3..5, so their log-probs are read at 2..4.
-  np.testing.assert_array_equal(batch["mask"][1], [0, 0, 1, 1, 1, 0, 0, 0])
-  np.testing.assert_allclose(batch["sampler_logp"][1, 2:5], [-0.3, -0.4, -0.5])
-  np.testing.assert_array_equal(batch["mask"][2], [0, 1, 0, 0, 0, 0, 0, 0])
+  # Prompts are left-padded to 8 - 3 = 5 columns, so every completion starts at column 5.
+  np.testing.assert_array_equal(batch["tokens"][1], [0, 0, 5, 6, 7, 12, 13, 14])
+  np.testing.assert_array_equal(batch["tokens"][3], [0, 0, 0, 8, 9, 15, 16, 0])
+  np.testing.assert_array_equal(batch["positions"][3], [-1, -1, -1, 0, 1, 2, 3, -1])
+  # Row 1: completion tokens sit at 5..7, so their log-probs are read at 4..6.
+  np.testing.assert_array_equal(batch["mask"][1], [0, 0, 0, 0, 1, 1, 1, 0])
+  np.testing.assert_allclose(batch["sampler_logp"][1, 4:7], [-0.3, -0.4, -0.5])
+  np.testing.assert_array_equal(batch["mask"][2], [0, 0, 0, 0, 1, 0, 0, 0])
   np.testing.assert_array_equal(batch["has_eos"], [True, False, True, False])
   with pytest.raises(ValueError, match="more than the batch width"):
     rollout_batch(prompts, 2, tokens, lengths, logp, eos_id=1, pad_id=0, width=5)
+
+
+def test_shared_prompt_forward_equals_the_plain_forward_in_value_and_gradient():
+  cfg = models.model_config("nano", vocab_size=24)
+  params = models.init_params(cfg, jax.random.key(1))
+  model = models.Decoder(cfg)
+  tokens = np.array([[7, 8, 1], [9, 1, 0], [10, 11, 12], [13, 1, 0], [1, 0, 0], [14, 15, 16]], np.int32)
+  batch = rollout_batch([[3, 4, 5], [6], [2, 3]], 2, tokens, np.array([3, 2, 3, 2, 1, 3]),
+                        np.zeros((6, 3), np.float32), eos_id=1, pad_id=0, width=8)
+
+  def masked_logp(params, shared):
+    logits, hidden = rollout.policy_forward(model, params, batch["tokens"], batch["positions"], shared)
+    # The hidden states feed PPO's value head where the log-probs are read, so they get a gradient too.
+    value_like = (hidden.sum(-1) * batch["mask"]).sum()
+    return (sequence_log_probs(logits, batch["tokens"]) * batch["mask"]).sum() + 0.1 * value_like, (logits, hidden)
+
+  (plain, (logits, hidden)), grads = jax.value_and_grad(masked_logp, has_aux=True)(params, None)
+  (shared, (logits_s, hidden_s)), grads_s = jax.value_and_grad(masked_logp, has_aux=True)(params, (2, 5))
+  np.testing.assert_allclose(shared, plain, rtol=1e-5)
+  # Every column a loss reads (the mask) and every real position's hidden state agree.
+  read = batch["mask"] > 0
+  np.testing.assert_allclose(np.asarray(logits_s)[read], np.asarray(logits)[read], rtol=1e-4, atol=1e-5)
+  real = batch["positions"] >= 0
+  np.testing.assert_allclose(np.asarray(hidden_s)[real], np.asarray(hidden)[real], rtol=1e-4, atol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5), grads_s, grads)
+  assert max(float(np.abs(g).max()) for g in jax.tree.leaves(grads)) > 0
 
 
 def completion_logp(model, params, batch):

@@ -58,7 +58,8 @@ def test_terminal_rewards_and_whitening_by_hand():
 
 
 def rollout(rewards, valid):
-  """Prompt [3, 4, 5], two 3-token completions: log-probs and values are read at positions 2, 3, 4."""
+  """Prompt [3, 4, 5] left-padded to 5 columns, two 3-token completions: log-probs and values are read at
+  columns 4, 5, 6."""
   batch = rollout_batch([[3, 4, 5]], 2, np.array([[7, 8, 1], [9, 10, 1]], np.int32), np.array([3, 3]),
                         np.zeros((2, 3), np.float32), eos_id=1, pad_id=0, width=8)
   batch.update(ppo.row_rewards(np.array(rewards, np.float32), np.array(valid)))
@@ -80,10 +81,10 @@ def test_targets_are_gae_of_the_terminal_reward_with_a_fresh_head():
   cfg = ppo.ValueConfig(gamma=1.0, lam=0.5, whiten=False)
   out = ppo.make_targets(models.Decoder(CFG), cfg)(state, put_batch(rollout([2.0, 5.0], [True, False]), mesh))
   # V = 0, so delta is the reward (2, on the last token) and A_t = (gamma * lam)^(steps to the end) * 2.
-  np.testing.assert_allclose(out["advantages"][0], [0, 0, 0.5, 1.0, 2.0, 0, 0, 0], rtol=1e-6)
-  np.testing.assert_allclose(out["returns"][0], [0, 0, 0.5, 1.0, 2.0, 0, 0, 0], rtol=1e-6)
+  np.testing.assert_allclose(out["advantages"][0], [0, 0, 0, 0, 0.5, 1.0, 2.0, 0], rtol=1e-6)
+  np.testing.assert_allclose(out["returns"][0], [0, 0, 0, 0, 0.5, 1.0, 2.0, 0], rtol=1e-6)
   np.testing.assert_array_equal(out["advantages"][1], 0.0)  # the row whose reward failed
-  np.testing.assert_array_equal(out["value_mask"], [[0, 0, 1, 1, 1, 0, 0, 0], [0] * 8])
+  np.testing.assert_array_equal(out["value_mask"], [[0, 0, 0, 0, 1, 1, 1, 0], [0] * 8])
   np.testing.assert_array_equal(out["old_values"], 0.0)
   assert out["old_logp"].shape == (2, 8)
 

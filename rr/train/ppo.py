@@ -19,6 +19,7 @@ import numpy as np
 from rr.losses import sequence_log_probs, value_loss
 from rr.models import Decoder, apply_value_head
 from rr.rewards import gae
+from rr.train.rollout import policy_forward
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,16 +57,16 @@ def whiten(x_BxT: jax.Array, mask_BxT: jax.Array, eps: float = 1e-8) -> jax.Arra
   return (x_BxT - mean) * jax.lax.rsqrt(var + eps) * mask_BxT
 
 
-def make_targets(model: Decoder, cfg: ValueConfig) -> Callable:
+def make_targets(model: Decoder, cfg: ValueConfig, shared_prompt: tuple[int, int] | None = None) -> Callable:
   """`targets(state, batch) -> {old_logp, old_values, advantages, returns, value_mask}` ([B, T] each).
 
   Run once per batch, before the first epoch, so every epoch's ratio and value clip refer to the
-  params that produced the rollouts' advantages.
+  params that produced the rollouts' advantages. `shared_prompt` as in `rr.train.rollout.policy_forward`.
   """
 
   def targets(state, batch):
-    logits_BxTxV, _, hidden_BxTxD = model.apply({"params": state["params"]}, batch["tokens"],
-                                                batch["positions"], return_hidden=True)
+    logits_BxTxV, hidden_BxTxD = policy_forward(model, state["params"], batch["tokens"], batch["positions"],
+                                                shared_prompt)
     values_BxT = apply_value_head(state["value_head"], hidden_BxTxD)
     mask_BxT = batch["mask"]
     value_mask_BxT = mask_BxT * batch["valid"][:, None]

@@ -26,13 +26,14 @@ from rr.rewards.base import RewardFailure
 from rr.sampler import Sampler, Sampling
 from rr.train import ppo
 from rr.train.groups import Collected, Groups, collect_groups, keep_groups
-from rr.train.rollout import rollout_batch
+from rr.train.rollout import policy_forward, rollout_batch
 from rr.train.state import trainable, with_trainable
 from rr.train.step import put_batch
 
 def make_grpo_step(model: Decoder, optimizer: optax.GradientTransformation, loss_cfg: PolicyLossConfig,
                    shardings: dict, mesh: jax.sharding.Mesh, reuse_old_logp: bool,
-                   value_cfg: ppo.ValueConfig | None = None) -> Callable:
+                   value_cfg: ppo.ValueConfig | None = None,
+                   shared_prompt: tuple[int, int] | None = None) -> Callable:
   """`step(state, batch, ref_params) -> (state, metrics)`, jitted with shardings.
 
   With one epoch per batch the old log-probs are the current ones under stop-gradient (ratio 1); with
@@ -40,17 +41,18 @@ def make_grpo_step(model: Decoder, optimizer: optax.GradientTransformation, loss
   gradient is not finite leaves params and optimiser state unchanged and reports which term it was.
   With `value_cfg` (PPO) the state has a value head on the policy's trunk, trained by the same loss; the
   batch then brings `ppo.make_targets`'s per-token advantages, returns and old values.
+  `shared_prompt = (G, P)` computes each group's prompt once (`rr.train.rollout.policy_forward`).
   """
 
   def loss_fn(trained, batch, ref_params):
     params = trained["params"] if value_cfg else trained
-    logits_BxTxV, _, hidden_BxTxD = model.apply({"params": params}, batch["tokens"], batch["positions"],
-                                                return_hidden=True)
+    logits_BxTxV, hidden_BxTxD = policy_forward(model, params, batch["tokens"], batch["positions"],
+                                                shared_prompt)
     logp_BxT = sequence_log_probs(logits_BxTxV, batch["tokens"])
     old_logp_BxT = batch["old_logp"] if reuse_old_logp else jax.lax.stop_gradient(logp_BxT)
     ref_logp_BxT = None
     if loss_cfg.kl_beta > 0:
-      ref_logits, _ = model.apply({"params": ref_params}, batch["tokens"], batch["positions"])
+      ref_logits, _ = policy_forward(model, ref_params, batch["tokens"], batch["positions"], shared_prompt)
       ref_logp_BxT = jax.lax.stop_gradient(sequence_log_probs(ref_logits, batch["tokens"]))
     entropy_BxT = token_entropy(logits_BxTxV)
     loss, metrics = policy_loss(logp_BxT, old_logp_BxT, batch["advantages"], batch["mask"], loss_cfg,
@@ -111,12 +113,14 @@ class RLStep:
     self.sampler = Sampler(model.cfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, mesh=mesh)
     self.strategy = Sampling(temperature=rl.temperature, top_k=rl.top_k, top_p=rl.top_p)
     self.value_cfg = ppo.value_config(rl) if rl.advantage == "ppo" else None
+    shared_prompt = (rl.group_size, width - rl.max_new_tokens)  # the rollout_batch layout
     self.train_step = make_grpo_step(model, optimizer, loss_cfg, shardings, mesh,
                                      reuse_old_logp=rl.epochs > 1 or self.value_cfg is not None,
-                                     value_cfg=self.value_cfg)
-    self.ppo_targets = ppo.make_targets(model, self.value_cfg) if self.value_cfg is not None else None
+                                     value_cfg=self.value_cfg, shared_prompt=shared_prompt)
+    self.ppo_targets = (ppo.make_targets(model, self.value_cfg, shared_prompt)
+                        if self.value_cfg is not None else None)
     self.old_logp_fn = jax.jit(lambda params, batch: sequence_log_probs(
-        model.apply({"params": params}, batch["tokens"], batch["positions"])[0], batch["tokens"]))
+        policy_forward(model, params, batch["tokens"], batch["positions"], shared_prompt)[0], batch["tokens"]))
     filtering = rl.dynamic_sampling or rl.pass_rate_min > 0.0 or rl.pass_rate_max < 1.0
     self.max_rounds = rl.max_sampling_rounds if filtering else 1
     self.keep: Callable[[Groups], np.ndarray] = lambda groups: keep_groups(
