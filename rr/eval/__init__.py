@@ -1,5 +1,10 @@
-"""Evaluation: sample held-out questions and check answers and rationale steps."""
+"""Evaluation: sample held-out questions and check answers and rationale steps.
+
+`evaluate_accuracy` is the trainers' greedy check; `python -m rr.eval` (rr.eval.run) evaluates a checkpoint
+with pass@k, maj@k, CoT-pass@k, calibration and lengths (metrics in rr.eval.metrics).
+"""
 
 from rr.eval.accuracy import evaluate_accuracy, score_completion
+from rr.eval.run import EvalError, Scored, assemble, score
 
-__all__ = ["evaluate_accuracy", "score_completion"]
+__all__ = ["EvalError", "Scored", "assemble", "evaluate_accuracy", "score", "score_completion"]

@@ -1,0 +1,86 @@
+"""`python -m rr.eval --checkpoint DIR --config configs/<task>.py[:arg] [--k 1,4,16] [--samples N] ...`.
+
+Evaluates a checkpoint on its config's held-out questions: greedy accuracy, unbiased pass@k, maj@k and
+CoT-pass@k from --samples samples per question, accuracy by difficulty, lengths, ECE/Brier of stated
+confidences. Writes eval.json, report.md, completions.jsonl and plots into --out (default <run workdir>/eval/).
+Only parses the command line; the work is rr.eval.run. Every user error is one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+USAGE = ("usage: python -m rr.eval --checkpoint DIR --config configs/<name>.py[:arg] [--config.KEY=VALUE ...]\n"
+         "         [--k 1,4,16] [--samples N] [--temperature T] [--num-examples N] [--ece-bins B] [--out DIR]\n"
+         "  e.g. python -m rr.eval --checkpoint /tmp/sft --config configs/sft.py --k 1,4,16 --samples 16")
+
+
+class _Parser(argparse.ArgumentParser):
+  def error(self, message):
+    from rr.eval.run import EvalError
+    raise EvalError(f"{message}\n{USAGE}")
+
+
+def parse_command_line(argv: list[str]):
+  parser = _Parser(prog="python -m rr.eval", usage=USAGE, add_help=False, allow_abbrev=False)
+  parser.add_argument("-h", "--help", action="store_true")
+  parser.add_argument("--checkpoint", default="")
+  parser.add_argument("--config", default=None)
+  parser.add_argument("--k", default="1,4,16")
+  parser.add_argument("--samples", type=int, default=None, help="samples per question (default: the largest k)")
+  parser.add_argument("--temperature", type=float, default=1.0)
+  parser.add_argument("--num-examples", type=int, default=None)
+  parser.add_argument("--ece-bins", type=int, default=10)
+  parser.add_argument("--out", default=None)
+  args, rest = parser.parse_known_args(argv)
+  overrides = []
+  i = 0
+  while i < len(rest):  # --config.KEY=VALUE or --config.KEY VALUE, as in rr.main
+    name, eq, value = rest[i].partition("=")
+    if not name.startswith("--config."):
+      parser.error(f"unknown argument {rest[i]!r}")
+    if not eq:
+      if i + 1 >= len(rest):
+        parser.error(f"{name} needs a value")
+      value, i = rest[i + 1], i + 1
+    overrides.append((name[len("--config."):], value))
+    i += 1
+  return args, overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+  from rr.config import apply_overrides, load_config
+  from rr.errors import UserError
+
+  argv = sys.argv[1:] if argv is None else argv
+  try:
+    args, overrides = parse_command_line(argv)
+    if args.help:
+      print(USAGE)
+      return 0
+    from rr.eval import run
+
+    if not args.checkpoint:
+      raise run.EvalError(f"--checkpoint is required (a run's --workdir or its checkpoints/ directory)\n{USAGE}")
+    if not args.config:
+      raise run.EvalError(f"--config is required (the config the checkpoint was trained with)\n{USAGE}")
+    ks = run.parse_ks(args.k)
+    samples = max(ks) if args.samples is None else args.samples
+    run.check_sampling_flags(ks, samples, args.temperature, args.ece_bins, args.num_examples)
+    run.resolve_checkpoint(args.checkpoint)  # a missing or wrong directory is named before the config loads
+    config = load_config(args.config)
+    apply_overrides(config, overrides)
+    prepared = run.prepare(args.checkpoint, config, out=args.out, ks=ks, samples=samples,
+                           temperature=args.temperature, ece_bins=args.ece_bins, num_examples=args.num_examples)
+    results = run.evaluate(prepared, ks=ks, samples=samples, temperature=args.temperature, ece_bins=args.ece_bins)
+  except UserError as e:
+    print(f"rr: error: {e}", file=sys.stderr)
+    return 2
+  headline = ", ".join(f"{key} {results[key]:.3f}" for key in ("accuracy", *(f"pass@{k}" for k in ks)))
+  print(f"rr.eval: {headline}; wrote {prepared.out}/eval.json and report.md", file=sys.stderr)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,300 @@
+"""Evaluate a checkpoint: load it with its config, sample the held-out questions, score and assemble metrics.
+
+The pieces, in the order `evaluate` runs them, each usable alone (tests call `score` and `assemble` on
+hand-made completions):
+
+  resolve_checkpoint  a run's --workdir or an rr checkpoints directory -> (checkpoints dir, run workdir)
+  parse_ks            "1,4,16" -> [1, 4, 16]
+  prepare             every check that can fail on user input, before any sampling
+  sample              greedy once per question, then n samples per question, batched through the Sampler
+  score               one completion text -> Scored (answer, right, steps right, stated confidence, length)
+  assemble            Scored completions -> the metrics dict written to eval.json (METHODS.md section 6)
+
+A completion's answer is "unparsed" (None) when it has no answer to read: an opened "<think>" that is never
+closed (the model ran out of tokens while thinking), or nothing but whitespace (and a confidence line) where
+the answer should be. Unparsed completions count as wrong; nothing here raises on a completion's text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from typing import Sequence
+
+import numpy as np
+
+from rr.errors import UserError
+
+HF_ISSUE = "issue 5"
+
+
+class EvalError(UserError):
+  """A bad flag, checkpoint or output directory for `python -m rr.eval`; the message names it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Scored:
+  """One completion, scored against its example."""
+  text: str
+  answer: str | None  # whitespace-normalised answer text (the vote key), None when unparsed
+  correct: bool  # the task's verifier (exact match for user data) accepts the answer; False when unparsed
+  steps_ok: bool | None  # correct AND every rationale step passes the step checker; None without a checker
+  confidence: float | None  # the stated "confidence: c" in [0, 1], if any
+  length: int  # generated tokens, eos included
+
+
+# ------------------------------------------------------------------------------------------ input checks
+
+
+def resolve_checkpoint(path: str) -> tuple[str, str]:
+  """(rr checkpoints directory, run workdir) for --checkpoint: a run's --workdir or its checkpoints/ dir."""
+  if not path:
+    raise EvalError("--checkpoint is required: pass a run's --workdir (or its checkpoints/ directory)")
+  path = os.path.abspath(path)
+  if not os.path.exists(path):
+    raise EvalError(f"--checkpoint {path} does not exist; pass a run's --workdir (or its checkpoints/ directory)")
+  if not os.path.isdir(path):
+    raise EvalError(f"--checkpoint {path} is not a directory; pass a run's --workdir (or its checkpoints/ "
+                    "directory)")
+  nested = os.path.join(path, "checkpoints")
+  if os.path.isdir(nested):
+    return nested, path
+  has_steps = any(name.isdigit() and os.path.isdir(os.path.join(path, name)) for name in os.listdir(path))
+  if os.path.isfile(os.path.join(path, "config.json")) and not has_steps:
+    raise EvalError(f"--checkpoint {path} is a Hugging Face model directory (config.json, no rr checkpoints); "
+                    f"evaluating those needs rr.models.from_hf ({HF_ISSUE}), which rr does not have yet")
+  if not has_steps:
+    stages = sorted(name for name in os.listdir(path) if os.path.isdir(os.path.join(path, name, "checkpoints")))
+    hint = (f"; its stages keep their own: pass --checkpoint {os.path.join(path, stages[-1])}" if stages else
+            "; pass a run's --workdir (it holds checkpoints/) or an rr checkpoints directory")
+    raise EvalError(f"--checkpoint {path} holds no rr checkpoint (no checkpoints/ and no <step>/ folders){hint}")
+  return path, os.path.dirname(path) if os.path.basename(path) == "checkpoints" else path
+
+
+def parse_ks(text: str) -> list[int]:
+  """--k "1,4,16" -> sorted distinct positive ints."""
+  parts = [p.strip() for p in str(text).split(",")]
+  try:
+    ks = [int(p) for p in parts]
+  except ValueError:
+    raise EvalError(f"--k {text!r} is not a comma-separated list of positive integers, e.g. --k 1,4,16") from None
+  if not ks or any(k < 1 for k in ks):
+    raise EvalError(f"--k {text!r} is not a comma-separated list of positive integers, e.g. --k 1,4,16")
+  return sorted(set(ks))
+
+
+def check_sampling_flags(ks: Sequence[int], samples: int, temperature: float, ece_bins: int,
+                         num_examples: int | None) -> None:
+  if samples < 1:
+    raise EvalError(f"--samples {samples} must be >= 1 (samples per question for pass@k)")
+  if max(ks) > samples:
+    raise EvalError(f"--k {','.join(map(str, ks))} has k={max(ks)} larger than --samples {samples}; pass@k needs "
+                    f"at least k samples per question: raise --samples to {max(ks)} or drop that k")
+  if not temperature > 0:
+    raise EvalError(f"--temperature {temperature} must be > 0 (greedy accuracy is always reported)")
+  if ece_bins < 1:
+    raise EvalError(f"--ece-bins {ece_bins} must be >= 1")
+  if num_examples is not None and num_examples < 1:
+    raise EvalError(f"--num-examples {num_examples} must be >= 1")
+
+
+OUTPUT_FILES = ("eval.json", "report.md", "completions.jsonl", "pass_at_k.png", "reliability.png", "lengths.png")
+
+
+def check_out_dir(out: str) -> None:
+  """rr never overwrites a user's files: an --out that already holds an evaluation is refused."""
+  if os.path.exists(out) and not os.path.isdir(out):
+    raise EvalError(f"--out {out} exists and is not a directory; pass another --out")
+  taken = [name for name in OUTPUT_FILES if os.path.exists(os.path.join(out, name))]
+  if taken:
+    raise EvalError(f"--out {out} already holds {', '.join(taken)}; rr never overwrites a user's files: "
+                    "pass another --out or move those aside")
+
+
+@dataclasses.dataclass
+class Prepared:
+  config: object
+  checkpoints_dir: str
+  workdir: str
+  out: str
+  step: int
+  model_cfg: object
+  tokenizer: object
+  examples: list
+
+
+def prepare(checkpoint: str, config, *, out: str | None, ks: Sequence[int], samples: int, temperature: float,
+            ece_bins: int, num_examples: int | None) -> Prepared:
+  """Every check on user input, cheapest first, before params are read or anything is sampled."""
+  check_sampling_flags(ks, samples, temperature, ece_bins, num_examples)
+  checkpoints_dir, workdir = resolve_checkpoint(checkpoint)
+  out = os.path.abspath(out or os.path.join(workdir, "eval"))
+  check_out_dir(out)
+
+  from rr import models
+  from rr.checkpoint import Checkpoints
+  from rr.train.inputs import load_inputs
+
+  want = num_examples or config.eval.num_examples
+  config = config.copy_and_resolve_references()
+  if config.data.source == "task":
+    # load_inputs builds the same test split as training did (a larger size gives a prefix-extension of a
+    # smaller one); the train split is not needed here, so only one example of it is generated.
+    config.data.test_size = max(config.data.test_size, want)
+    config.data.train_size = 1
+  inputs = load_inputs(config)
+  if not inputs.test:
+    raise EvalError("the config has no test split to evaluate on; set config.data.test_path (a JSONL file)")
+  examples = inputs.test[:want]
+  if len(examples) < want:
+    print(f"rr.eval: the test split has only {len(examples)} examples; evaluating all of them", file=sys.stderr)
+
+  checkpoints = Checkpoints(checkpoints_dir)
+  step = checkpoints.latest_step()
+  if step is None:
+    raise EvalError(f"--checkpoint {checkpoints_dir} holds no checkpoint; pass a run's --workdir after it has "
+                    "saved one (or its checkpoints/ directory)")
+  record = checkpoints.read_record(step)
+  tokenizer = inputs.tokenizer
+  if record.get("vocab_size") != tokenizer.vocab_size:
+    named = " ".join(filter(None, (config.tokenizer.kind, config.tokenizer.path)))
+    raise EvalError(f"checkpoint {checkpoints_dir}/{step} was written with vocab_size={record.get('vocab_size')}, "
+                    f"but the --config tokenizer ({named}) has vocab_size={tokenizer.vocab_size}; pass the "
+                    "--config the checkpoint was trained with")
+  try:
+    model_cfg = models.ModelConfig(**record["model"])
+  except (KeyError, TypeError, ValueError) as e:
+    raise EvalError(f"checkpoint {checkpoints_dir}/{step} has an unreadable model record ({e}); was it written "
+                    "by rr?") from e
+  checkpoints.close()
+  return Prepared(config=config, checkpoints_dir=checkpoints_dir, workdir=workdir, out=out, step=step,
+                  model_cfg=model_cfg, tokenizer=tokenizer, examples=examples)
+
+
+# ------------------------------------------------------------------------------------------ sampling
+
+
+def sample(sampler, params, tokenizer, examples, *, max_new_tokens: int, batch_size: int, strategy,
+           num_samples: int, seed: int) -> tuple[list[list[str]], np.ndarray]:
+  """(texts [Q][S], lengths QxS): num_samples completions of every question, batch_size prompts at a time."""
+  import jax
+
+  from rr.data import decode_completion, encode_prompts
+
+  prompts = encode_prompts(tokenizer, [e.question for e in examples])
+  texts, lengths = [], []
+  for batch, start in enumerate(range(0, len(prompts), batch_size)):
+    out = sampler(params, prompts[start:start + batch_size], max_new_tokens=max_new_tokens, strategy=strategy,
+                  rng=jax.random.fold_in(jax.random.key(seed), batch), num_samples=num_samples)
+    rows = [decode_completion(tokenizer, ids) for ids in out.tokens]
+    for q in range(len(rows) // num_samples):  # rows are prompt-major
+      texts.append(rows[q * num_samples:(q + 1) * num_samples])
+      lengths.append(out.lengths[q * num_samples:(q + 1) * num_samples])
+  return texts, np.asarray(lengths, np.int64).reshape(len(examples), num_samples)
+
+
+# ------------------------------------------------------------------------------------------ scoring
+
+
+def score(example, text: str, length: int) -> Scored:
+  """Scores one completion; never raises on its text."""
+  from rr import tasks
+  from rr.data import THINK_CLOSE, THINK_OPEN, parse_completion
+  from rr.rewards.builtin import is_correct, split_confidence
+
+  rationale, raw_answer = parse_completion(text)
+  answer_text, confidence = split_confidence(raw_answer)
+  unclosed = THINK_OPEN in text and THINK_CLOSE not in text
+  answer = None if unclosed or not answer_text.strip() else " ".join(answer_text.split())
+  correct = answer is not None and bool(is_correct(text, example))
+  steps_ok = None
+  if example.task:
+    steps = tasks.get_task(example.task).check_steps(rationale, example)
+    steps_ok = bool(correct and len(steps) > 0 and all(steps))
+  return Scored(text=text, answer=answer, correct=correct, steps_ok=steps_ok, confidence=confidence,
+                length=int(length))
+
+
+def assemble(examples, greedy: Sequence[Scored], samples: Sequence[Sequence[Scored]], ks: Sequence[int],
+             ece_bins: int = 10) -> dict:
+  """The metrics of eval.json from scored completions: greedy[q], samples[q][j] (every question n samples)."""
+  from rr.eval import metrics as m
+
+  if len(greedy) != len(examples) or len(samples) != len(examples):
+    raise ValueError(f"assemble: {len(examples)} examples, {len(greedy)} greedy and {len(samples)} sampled rows")
+  n = len(samples[0]) if samples else 0
+  correct = np.array([s.correct for s in greedy], bool)
+  right_QxS = np.array([[s.correct for s in row] for row in samples], bool).reshape(len(examples), n)
+  answers_QxS = [[s.answer for s in row] for row in samples]
+  has_checker = bool(examples) and all(e.task for e in examples)
+
+  out = {"num_examples": len(examples), "num_samples": n, "ks": list(ks),
+         "accuracy": float(correct.mean()) if correct.size else 0.0}
+  if has_checker:
+    out["step_accuracy"] = float(np.mean([bool(s.steps_ok) for s in greedy]))
+  out["unparsed"] = int(sum(s.answer is None for s in greedy))
+  out["unparsed_sampled"] = int(sum(s.answer is None for row in samples for s in row))
+  for k in ks:
+    out[f"pass@{k}"] = m.mean_pass_at_k(right_QxS, k)
+    out[f"maj@{k}"] = m.maj_at_k(answers_QxS, right_QxS, k)
+    if has_checker:
+      cot_QxS = np.array([[bool(s.steps_ok) for s in row] for row in samples], bool).reshape(len(examples), n)
+      out[f"cot_pass@{k}"] = m.mean_pass_at_k(cot_QxS, k)
+  out["accuracy_by_difficulty"] = m.accuracy_by([e.difficulty for e in examples], correct)
+  out["length"] = m.length_stats(np.array([s.length for s in greedy]))
+  out["length_sampled"] = m.length_stats(np.array([s.length for row in samples for s in row]))
+
+  stated = [s for s in [*greedy, *(s for row in samples for s in row)] if s.confidence is not None]
+  cal = m.calibration(np.array([s.confidence for s in stated], np.float64),
+                      np.array([s.correct for s in stated], bool), ece_bins)
+  out["ece"] = cal["ece"] if cal["count"] else None
+  out["brier"] = cal["brier"] if cal["count"] else None
+  out["calibration"] = cal
+  return out
+
+
+# ------------------------------------------------------------------------------------------ the whole run
+
+
+def evaluate(prepared: Prepared, *, ks: Sequence[int], samples: int, temperature: float, ece_bins: int) -> dict:
+  """Reads the params, samples greedy + n per question, scores, and writes eval.json, report.md and plots."""
+  import time
+
+  import jax
+
+  from rr import sharding
+  from rr.checkpoint import Checkpoints
+  from rr.config import ConfigError
+  from rr.eval import report
+  from rr.sampler import Greedy, Sampler, Sampling
+
+  start = time.time()
+  config, tokenizer, examples = prepared.config, prepared.tokenizer, prepared.examples
+  checkpoints = Checkpoints(prepared.checkpoints_dir)
+  params = checkpoints.read_params(prepared.step)
+  checkpoints.close()
+  try:
+    mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
+  except ValueError as e:
+    raise ConfigError(f"config.mesh: {e}") from e
+  sampler = Sampler(prepared.model_cfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, mesh=mesh)
+  params = jax.tree.map(np.asarray, params)
+
+  kwargs = dict(max_new_tokens=config.eval.max_new_tokens, batch_size=config.eval.batch_size, seed=config.seed)
+  print(f"rr.eval: {prepared.checkpoints_dir}/{prepared.step}: {len(examples)} questions, greedy + {samples} "
+        f"samples at temperature {temperature}", file=sys.stderr)
+  greedy_texts, greedy_lengths = sample(sampler, params, tokenizer, examples, strategy=Greedy(), num_samples=1,
+                                        **kwargs)
+  sample_texts, sample_lengths = sample(sampler, params, tokenizer, examples,
+                                        strategy=Sampling(temperature=temperature), num_samples=samples, **kwargs)
+  greedy = [score(e, t[0], l[0]) for e, t, l in zip(examples, greedy_texts, greedy_lengths)]
+  sampled = [[score(e, t, l) for t, l in zip(ts, ls)] for e, ts, ls in zip(examples, sample_texts, sample_lengths)]
+
+  results = assemble(examples, greedy, sampled, ks, ece_bins)
+  results.update({"checkpoint": prepared.checkpoints_dir, "step": int(prepared.step), "temperature": temperature,
+                  "max_new_tokens": config.eval.max_new_tokens, "task": config.data.task
+                  if config.data.source == "task" else config.data.test_path,
+                  "sampler_compilations": sampler.num_compilations, "seconds": time.time() - start})
+  report.write_all(prepared.out, results, examples, greedy, sampled)
+  return results
