@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces the README's distil-then-reinforce table: runs the default job (SFT on 300 rationales, then
-# GRPO), then SFT alone on the same 300 rationales for about the same wall time, and prints the rows.
+# GRPO), then SFT alone on the same 300 rationales for about the same wall time, and prints the rows;
+# then evaluates both stages of the job with python -m rr.eval (reports in each stage's eval/).
 # Usage: bash experiments/distil_then_reinforce.sh [DIR]   (DIR must not exist; two runs go inside it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,3 +33,7 @@ print(f"| SFT + GRPO: stage 1, then {job['grpo/step']} GRPO steps (the default j
 print(f"| SFT only, same budget: 300 rationales, {same['step']} steps | {same['eval/accuracy']:.3f} | {sft_s} s |")
 PY
 cp "$dir/default/grpo/curves.png" experiments/distil_then_reinforce_grpo_curves.png
+for stage in sft grpo; do  # pass@k, maj@k and CoT-pass@k of each stage (README: "Evaluate a checkpoint")
+  python -m rr.eval --checkpoint "$dir/default/$stage" --config configs/default.py --k 1,2,4,8,16 --samples 16
+done
+cp "$dir/default/grpo/eval/pass_at_k.png" experiments/distil_then_reinforce_pass_at_k.png

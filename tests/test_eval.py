@@ -3,9 +3,15 @@
 import numpy as np
 
 from rr.data import CharTokenizer, format_completion
-from rr.eval import evaluate_accuracy, score_completion
+from rr.eval import evaluate_accuracy, score
 from rr.tasks import Example, get_task
 from rr.sampler import SampleOutput
+
+
+def score_completion(example, completion):
+  """(answer right, every step right) as rr.eval.score reads them."""
+  scored = score(example, completion, length=0)
+  return scored.correct, scored.steps_ok
 
 
 def addition_example():
@@ -58,14 +64,15 @@ class ScriptedSampler:
 
 def test_evaluate_accuracy_counts_over_batches():
   tok = CharTokenizer()
-  examples = [get_task("addition").generate(np.random.default_rng(s), 3) for s in range(5)]
+  examples = [get_task("addition").generate(np.random.default_rng(s), 3) for s in range(6)]
   completions = [format_completion(e) for e in examples]
   completions[1] = "<think></think>" + examples[1].answer  # right answer, no steps
   completions[3] = "<think>" + examples[3].rationale + "</think>0"  # wrong answer
+  completions[5] = "<think>" + examples[5].rationale  # ran out of tokens while thinking: unparsed
   metrics = evaluate_accuracy(ScriptedSampler(tok, completions), None, tok, examples, max_new_tokens=64,
                               batch_size=2)
-  assert metrics["eval/accuracy"] == 4 / 5
-  assert metrics["eval/step_accuracy"] == 3 / 5
-  assert metrics["eval/num_examples"] == 5
+  assert metrics["eval/accuracy"] == 4 / 6
+  assert metrics["eval/step_accuracy"] == 3 / 6
+  assert metrics["eval/num_examples"] == 6 and metrics["eval/unparsed"] == 1
   want_length = np.mean([len(tok.encode(c)) + 1 for c in completions])
   assert abs(metrics["eval/completion_length"] - want_length) < 1e-9

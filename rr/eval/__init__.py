@@ -4,7 +4,8 @@
 with pass@k, maj@k, CoT-pass@k, calibration and lengths (metrics in rr.eval.metrics).
 """
 
-from rr.eval.accuracy import evaluate_accuracy, score_completion
-from rr.eval.run import EvalError, Scored, assemble, score
+from rr.eval.accuracy import evaluate_accuracy
+from rr.eval.run import EvalError, assemble
+from rr.eval.scoring import Scored, score
 
-__all__ = ["EvalError", "Scored", "assemble", "evaluate_accuracy", "score", "score_completion"]
+__all__ = ["EvalError", "Scored", "assemble", "evaluate_accuracy", "score"]

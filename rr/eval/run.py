@@ -7,12 +7,10 @@ hand-made completions):
   parse_ks            "1,4,16" -> [1, 4, 16]
   prepare             every check that can fail on user input, before any sampling
   sample              greedy once per question, then n samples per question, batched through the Sampler
-  score               one completion text -> Scored (answer, right, steps right, stated confidence, length)
+  score               one completion text -> Scored (rr.eval.scoring)
   assemble            Scored completions -> the metrics dict written to eval.json (METHODS.md section 6)
 
-A completion's answer is "unparsed" (None) when it has no answer to read: an opened "<think>" that is never
-closed (the model ran out of tokens while thinking), or nothing but whitespace (and a confidence line) where
-the answer should be. Unparsed completions count as wrong; nothing here raises on a completion's text.
+Unparsed answers and how completions are scored: `rr.eval.scoring`.
 """
 
 from __future__ import annotations
@@ -25,23 +23,13 @@ from typing import Sequence
 import numpy as np
 
 from rr.errors import UserError
+from rr.eval.scoring import Scored, score
 
 HF_ISSUE = "issue 5"
 
 
 class EvalError(UserError):
   """A bad flag, checkpoint or output directory for `python -m rr.eval`; the message names it."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Scored:
-  """One completion, scored against its example."""
-  text: str
-  answer: str | None  # whitespace-normalised answer text (the vote key), None when unparsed
-  correct: bool  # the task's verifier (exact match for user data) accepts the answer; False when unparsed
-  steps_ok: bool | None  # correct AND every rationale step passes the step checker; None without a checker
-  confidence: float | None  # the stated "confidence: c" in [0, 1], if any
-  length: int  # generated tokens, eos included
 
 
 # ------------------------------------------------------------------------------------------ input checks
@@ -66,7 +54,8 @@ def resolve_checkpoint(path: str) -> tuple[str, str]:
                     f"evaluating those needs rr.models.from_hf ({HF_ISSUE}), which rr does not have yet")
   if not has_steps:
     stages = sorted(name for name in os.listdir(path) if os.path.isdir(os.path.join(path, name, "checkpoints")))
-    hint = (f"; its stages keep their own: pass --checkpoint {os.path.join(path, stages[-1])}" if stages else
+    hint = (f"; its stages keep their own: pass one of --checkpoint "
+            f"{' or '.join(os.path.join(path, stage) for stage in stages)}" if stages else
             "; pass a run's --workdir (it holds checkpoints/) or an rr checkpoints directory")
     raise EvalError(f"--checkpoint {path} holds no rr checkpoint (no checkpoints/ and no <step>/ folders){hint}")
   return path, os.path.dirname(path) if os.path.basename(path) == "checkpoints" else path
@@ -195,25 +184,6 @@ def sample(sampler, params, tokenizer, examples, *, max_new_tokens: int, batch_s
 
 
 # ------------------------------------------------------------------------------------------ scoring
-
-
-def score(example, text: str, length: int) -> Scored:
-  """Scores one completion; never raises on its text."""
-  from rr import tasks
-  from rr.data import THINK_CLOSE, THINK_OPEN, parse_completion
-  from rr.rewards.builtin import is_correct, split_confidence
-
-  rationale, raw_answer = parse_completion(text)
-  answer_text, confidence = split_confidence(raw_answer)
-  unclosed = THINK_OPEN in text and THINK_CLOSE not in text
-  answer = None if unclosed or not answer_text.strip() else " ".join(answer_text.split())
-  correct = answer is not None and bool(is_correct(text, example))
-  steps_ok = None
-  if example.task:
-    steps = tasks.get_task(example.task).check_steps(rationale, example)
-    steps_ok = bool(correct and len(steps) > 0 and all(steps))
-  return Scored(text=text, answer=answer, correct=correct, steps_ok=steps_ok, confidence=confidence,
-                length=int(length))
 
 
 def assemble(examples, greedy: Sequence[Scored], samples: Sequence[Sequence[Scored]], ks: Sequence[int],
