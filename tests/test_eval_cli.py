@@ -120,7 +120,7 @@ def test_bad_checkpoint_dirs_exit_2_before_work(tmp_path, capsys):
   (hf / "config.json").write_text("{}")
   assert main(["--checkpoint", str(hf), "--config", CONFIG]) == 2
   err = capsys.readouterr().err
-  assert "Hugging Face" in err and "rr.models.from_hf" in err and "issue 5" in err
+  assert "model_type=None is not supported" in err and str(hf) in err
   assert len(err.strip().splitlines()) == 1
 
 

@@ -3,7 +3,7 @@
 The pieces, in the order `evaluate` runs them, each usable alone (tests call `score` and `assemble` on
 hand-made completions):
 
-  resolve_checkpoint  a run's --workdir or an rr checkpoints directory -> (checkpoints dir, run workdir)
+  resolve_checkpoint  a run's --workdir, an rr checkpoints directory or a Hugging Face directory -> (dir, workdir)
   parse_ks            "1,4,16" -> [1, 4, 16]
   prepare             every check that can fail on user input, before any sampling
   sample              greedy once per question, then n samples per question, batched through the Sampler
@@ -24,8 +24,6 @@ import numpy as np
 
 from rr.errors import UserError
 from rr.eval.scoring import Scored, score
-
-HF_ISSUE = "issue 5"
 
 
 class EvalError(UserError):
@@ -50,8 +48,7 @@ def resolve_checkpoint(path: str) -> tuple[str, str]:
     return nested, path
   has_steps = any(name.isdigit() and os.path.isdir(os.path.join(path, name)) for name in os.listdir(path))
   if os.path.isfile(os.path.join(path, "config.json")) and not has_steps:
-    raise EvalError(f"--checkpoint {path} is a Hugging Face model directory (config.json, no rr checkpoints); "
-                    f"evaluating those needs rr.models.from_hf ({HF_ISSUE}), which rr does not have yet")
+    return path, path  # a Hugging Face model directory: read by rr.models.from_hf
   if not has_steps:
     stages = sorted(name for name in os.listdir(path) if os.path.isdir(os.path.join(path, name, "checkpoints")))
     hint = (f"; its stages keep their own: pass one of --checkpoint "
@@ -139,13 +136,23 @@ def prepare(checkpoint: str, config, *, out: str | None, ks: Sequence[int], samp
   if len(examples) < want:
     print(f"rr.eval: the test split has only {len(examples)} examples; evaluating all of them", file=sys.stderr)
 
+  tokenizer = inputs.tokenizer
+  if models.is_hf_dir(checkpoints_dir):
+    try:
+      model_cfg = models.hf_io.config_from_hf(models.hf_io.read_config(checkpoints_dir))
+    except models.HFCheckpointError as e:
+      raise EvalError(f"--checkpoint {checkpoints_dir}: {e}") from e
+    if model_cfg.vocab_size < tokenizer.vocab_size:
+      raise EvalError(f"--checkpoint {checkpoints_dir} has vocab_size={model_cfg.vocab_size}, fewer than the "
+                      f"--config tokenizer's {tokenizer.vocab_size}; pass the tokenizer the model was trained with")
+    return Prepared(config=config, checkpoints_dir=checkpoints_dir, workdir=workdir, out=out, step=None,
+                    model_cfg=model_cfg, tokenizer=tokenizer, examples=examples)
   checkpoints = Checkpoints(checkpoints_dir)
   step = checkpoints.latest_step()
   if step is None:
     raise EvalError(f"--checkpoint {checkpoints_dir} holds no checkpoint; pass a run's --workdir after it has "
                     "saved one (or its checkpoints/ directory)")
   record = checkpoints.read_record(step)
-  tokenizer = inputs.tokenizer
   if record.get("vocab_size") != tokenizer.vocab_size:
     named = " ".join(filter(None, (config.tokenizer.kind, config.tokenizer.path)))
     raise EvalError(f"checkpoint {checkpoints_dir}/{step} was written with vocab_size={record.get('vocab_size')}, "
@@ -233,7 +240,7 @@ def evaluate(prepared: Prepared, *, ks: Sequence[int], samples: int, temperature
 
   import jax
 
-  from rr import sharding
+  from rr import models, sharding
   from rr.checkpoint import Checkpoints
   from rr.config import ConfigError
   from rr.eval import report
@@ -241,9 +248,15 @@ def evaluate(prepared: Prepared, *, ks: Sequence[int], samples: int, temperature
 
   start = time.time()
   config, tokenizer, examples = prepared.config, prepared.tokenizer, prepared.examples
-  checkpoints = Checkpoints(prepared.checkpoints_dir)
-  params = checkpoints.read_params(prepared.step)
-  checkpoints.close()
+  if prepared.step is None:  # a Hugging Face directory
+    try:
+      params = models.from_hf(prepared.checkpoints_dir)[1]
+    except models.HFCheckpointError as e:
+      raise EvalError(f"--checkpoint {prepared.checkpoints_dir}: {e}") from e
+  else:
+    checkpoints = Checkpoints(prepared.checkpoints_dir)
+    params = checkpoints.read_params(prepared.step)
+    checkpoints.close()
   try:
     mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
   except ValueError as e:
@@ -252,7 +265,7 @@ def evaluate(prepared: Prepared, *, ks: Sequence[int], samples: int, temperature
   params = jax.tree.map(np.asarray, params)
 
   kwargs = dict(max_new_tokens=config.eval.max_new_tokens, batch_size=config.eval.batch_size, seed=config.seed)
-  print(f"rr.eval: {prepared.checkpoints_dir}/{prepared.step}: {len(examples)} questions, greedy + {samples} "
+  print(f"rr.eval: {prepared.checkpoints_dir}/{prepared.step or ''}: {len(examples)} questions, greedy + {samples} "
         f"samples at temperature {temperature}", file=sys.stderr)
   greedy_texts, greedy_lengths = sample(sampler, params, tokenizer, examples, strategy=Greedy(), num_samples=1,
                                         **kwargs)
@@ -262,7 +275,7 @@ def evaluate(prepared: Prepared, *, ks: Sequence[int], samples: int, temperature
   sampled = [[score(e, t, l) for t, l in zip(ts, ls)] for e, ts, ls in zip(examples, sample_texts, sample_lengths)]
 
   results = assemble(examples, greedy, sampled, ks, ece_bins)
-  results.update({"checkpoint": prepared.checkpoints_dir, "step": int(prepared.step), "temperature": temperature,
+  results.update({"checkpoint": prepared.checkpoints_dir, "step": None if prepared.step is None else int(prepared.step), "temperature": temperature,
                   "max_new_tokens": config.eval.max_new_tokens, "task": config.data.task
                   if config.data.source == "task" else config.data.test_path,
                   "sampler_compilations": sampler.num_compilations, "seconds": time.time() - start})
