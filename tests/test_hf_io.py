@@ -24,15 +24,21 @@ def save_tiny(path, family: str):
                 max_position_embeddings=128)
   if family == "qwen2":
     model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**common, tie_word_embeddings=True))
+  elif family == "llama":
+    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**common, tie_word_embeddings=False))
   else:
     model = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(**common, head_dim=16, tie_word_embeddings=False))
   model.save_pretrained(path, safe_serialization=True)
   return model.eval()
 
 
-@pytest.mark.parametrize("family", ["qwen2", "qwen3"])
+@pytest.mark.parametrize("family", ["qwen2", "qwen3", "llama"])
 def test_from_hf_gives_the_logits_of_the_transformers_model(tmp_path, family):
   hf = save_tiny(tmp_path / family, family)
+  with torch.no_grad():  # make biases and norm scales non-trivial, so a mis-mapped one shows
+    for p in hf.parameters():
+      p.add_(0.05 * torch.randn_like(p))
+  hf.save_pretrained(tmp_path / family, safe_serialization=True)
   cfg, params = models.from_hf(str(tmp_path / family))
   assert cfg.qkv_bias == (family == "qwen2") and cfg.qk_norm == (family == "qwen3")
   tokens = np.random.default_rng(0).integers(0, VOCAB, (2, 9))
