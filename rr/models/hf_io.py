@@ -1,16 +1,17 @@
-"""Hugging Face checkpoints in: a local directory (config.json + safetensors, sharded or not) to rr params.
+"""Hugging Face checkpoints in and out: a local directory (config.json + safetensors) to rr params and back.
 
 Supported now: Qwen2 (qkv bias, tied or untied), Qwen3 (qk-norm, explicit head_dim) and Llama without rope
 scaling. Weights are read with safetensors' numpy reader (no torch) and mapped onto rr's tree: HF keeps
 [out, in] matrices, rr keeps [in, heads, head_dim] / [heads, head_dim, out] kernels, so every projection is
-a transpose and a reshape. Anything unsupported or missing stops with a message naming it.
+a transpose and a reshape (`to_hf` does the inverse). Anything unsupported or missing stops with a message
+naming it.
 """
 
 import json
 import os
 
 import numpy as np
-from safetensors.numpy import load_file
+from safetensors.numpy import load_file, save_file
 
 from rr.models.config import ModelConfig
 
@@ -121,3 +122,66 @@ def from_hf(path: str, dtype: str = "float32") -> tuple[ModelConfig, dict]:
     """(model_config, params as numpy float32 arrays) from a local Hugging Face model directory."""
     cfg = config_from_hf(read_config(path), dtype)
     return cfg, params_from_tensors(_read_tensors(path), cfg)
+
+
+def _model_type(cfg: ModelConfig) -> str:
+    if cfg.qk_norm:
+        return "qwen3"
+    return "qwen2" if cfg.qkv_bias else "llama"
+
+
+def config_to_hf(cfg: ModelConfig) -> dict:
+    """A config.json dict transformers reads back as the same architecture (Qwen3 with qk-norm, Qwen2 with
+    qkv bias, Llama otherwise)."""
+    model_type = _model_type(cfg)
+    architectures = {"qwen3": "Qwen3ForCausalLM", "qwen2": "Qwen2ForCausalLM", "llama": "LlamaForCausalLM"}
+    hf = {"architectures": [architectures[model_type]], "model_type": model_type, "vocab_size": cfg.vocab_size,
+          "hidden_size": cfg.hidden_size, "intermediate_size": cfg.intermediate_size,
+          "num_hidden_layers": cfg.num_layers, "num_attention_heads": cfg.num_heads,
+          "num_key_value_heads": cfg.num_kv_heads,
+          "rms_norm_eps": cfg.rms_norm_eps, "rope_theta": cfg.rope_theta,
+          "rope_parameters": {"rope_theta": cfg.rope_theta, "rope_type": "default"},
+          "tie_word_embeddings": cfg.tie_embeddings, "hidden_act": "silu", "torch_dtype": cfg.param_dtype,
+          "max_position_embeddings": 32768, "use_sliding_window": False}
+    if cfg.head_dim is not None:  # otherwise transformers derives hidden_size // heads, as rr does
+        hf["head_dim"] = cfg.head_dim
+    if model_type == "llama":
+        hf["attention_bias"] = False
+    return hf
+
+
+def tensors_from_params(params: dict, cfg: ModelConfig) -> dict[str, np.ndarray]:
+    """HF tensor names and [out, in] layouts from rr's tree: the inverse of `params_from_tensors`."""
+    N, KV, H, D = cfg.num_heads, cfg.num_kv_heads, cfg.resolved_head_dim, cfg.hidden_size
+    arr = lambda x: np.ascontiguousarray(np.asarray(x, np.float32))  # noqa: E731
+    out = {"model.embed_tokens.weight": arr(params["embed"]["embedding"]),
+           "model.norm.weight": arr(params["final_norm"]["scale"])}
+    for i in range(cfg.num_layers):
+        pre, layer = f"model.layers.{i}.", params[f"layers_{i}"]
+        attn = layer["attn"]
+        for name, heads in (("q", N), ("k", KV), ("v", KV)):
+            out[pre + f"self_attn.{name}_proj.weight"] = arr(np.asarray(attn[name]["kernel"]).reshape(D, heads * H).T)
+            if cfg.qkv_bias:
+                out[pre + f"self_attn.{name}_proj.bias"] = arr(np.asarray(attn[name]["bias"]).reshape(heads * H))
+        out[pre + "self_attn.o_proj.weight"] = arr(np.asarray(attn["o"]["kernel"]).reshape(N * H, D).T)
+        if cfg.qk_norm:
+            out[pre + "self_attn.q_norm.weight"] = arr(attn["q_norm"]["scale"])
+            out[pre + "self_attn.k_norm.weight"] = arr(attn["k_norm"]["scale"])
+        out[pre + "input_layernorm.weight"] = arr(layer["input_norm"]["scale"])
+        out[pre + "post_attention_layernorm.weight"] = arr(layer["post_attn_norm"]["scale"])
+        for name in ("gate", "up", "down"):
+            out[pre + f"mlp.{name}_proj.weight"] = arr(np.asarray(layer["mlp"][name]["kernel"]).T)
+    if not cfg.tie_embeddings:
+        out["lm_head.weight"] = arr(np.asarray(params["lm_head"]["kernel"]).T)
+    return out
+
+
+def to_hf(cfg: ModelConfig, params: dict, path: str) -> None:
+    """Writes config.json and model.safetensors (float32) that transformers loads as the same model. Refuses
+    a directory that already holds a model: rr never overwrites a user's files."""
+    if os.path.exists(os.path.join(path, "config.json")) or os.path.exists(os.path.join(path, "model.safetensors")):
+        raise HFCheckpointError(f"{path} already holds a model (config.json / model.safetensors); pick a new directory")
+    os.makedirs(path, exist_ok=True)
+    save_file(tensors_from_params(params, cfg), os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(config_to_hf(cfg), f, indent=2)

@@ -1,0 +1,101 @@
+"""Checkpoint conversion on the command line, Hugging Face <-> rr:
+
+  python -m rr.convert --from-hf HF_DIR --to WORKDIR     an rr checkpoint (WORKDIR/checkpoints/0) of the HF model
+  python -m rr.convert --from WORKDIR --to-hf HF_DIR     the latest rr checkpoint as an HF directory
+
+WORKDIR is a run's --workdir (or its checkpoints/ directory). Nothing is written over: an existing rr
+checkpoint or HF model at the target stops the command with one line (exit 2), as does an unreadable source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+
+from rr.errors import UserError
+
+
+class ConvertError(UserError):
+  """A bad source or target for `python -m rr.convert`; the message names it."""
+
+
+def _checkpoints_dir(path: str) -> str:
+  """A run's workdir -> its checkpoints/ directory; a checkpoints directory stays as it is."""
+  if os.path.basename(os.path.normpath(path)) == "checkpoints":
+    return path
+  return os.path.join(path, "checkpoints")
+
+
+def hf_to_rr(hf_dir: str, workdir: str) -> str:
+  from rr import models
+  from rr.checkpoint import Checkpoints
+
+  if not os.path.isdir(hf_dir):
+    raise ConvertError(f"--from-hf {hf_dir} is not a directory; pass a local Hugging Face model directory")
+  target = _checkpoints_dir(workdir)
+  if os.path.isdir(target) and os.listdir(target):
+    raise ConvertError(f"--to {workdir} already holds rr checkpoints in {target}; pass a new directory "
+                       "(rr never overwrites a checkpoint)")
+  try:
+    cfg, params = models.from_hf(hf_dir)
+  except models.HFCheckpointError as e:
+    raise ConvertError(f"--from-hf {hf_dir}: {e}") from e
+  checkpoints = Checkpoints(target)
+  checkpoints.save(0, {"step": 0, "params": params},
+                   {"model": dataclasses.asdict(cfg), "vocab_size": cfg.vocab_size, "source": os.path.abspath(hf_dir)})
+  checkpoints.close()
+  return os.path.join(target, "0")
+
+
+def rr_to_hf(workdir: str, hf_dir: str) -> str:
+  import jax
+  import numpy as np
+
+  from rr import models
+  from rr.checkpoint import Checkpoints
+
+  source = _checkpoints_dir(workdir)
+  if not os.path.isdir(source):
+    raise ConvertError(f"--from {workdir} holds no rr checkpoints; pass a run's --workdir (or its checkpoints/)")
+  checkpoints = Checkpoints(source)
+  step = checkpoints.latest_step()
+  if step is None:
+    raise ConvertError(f"--from {source} holds no checkpoint yet")
+  record = checkpoints.read_record(step)
+  try:
+    cfg = models.ModelConfig(**record["model"])
+  except (KeyError, TypeError, ValueError) as e:
+    raise ConvertError(f"--from {source}/{step} has an unreadable model record ({e}); was it written by rr?") from e
+  params = jax.tree.map(np.asarray, checkpoints.read_params(step))
+  checkpoints.close()
+  try:
+    models.to_hf(cfg, params, hf_dir)
+  except models.HFCheckpointError as e:
+    raise ConvertError(f"--to-hf {e}") from e
+  return hf_dir
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m rr.convert", description=__doc__.splitlines()[0])
+  parser.add_argument("--from-hf", dest="from_hf", help="a local Hugging Face model directory")
+  parser.add_argument("--to", help="the rr run directory to write (its checkpoints/0)")
+  parser.add_argument("--from", dest="from_rr", help="an rr run directory or checkpoints/ directory")
+  parser.add_argument("--to-hf", dest="to_hf", help="the Hugging Face directory to write")
+  args = parser.parse_args(argv)
+  try:
+    if args.from_hf and args.to and not (args.from_rr or args.to_hf):
+      print(f"rr.convert: wrote {hf_to_rr(args.from_hf, args.to)}", file=sys.stderr)
+    elif args.from_rr and args.to_hf and not (args.from_hf or args.to):
+      print(f"rr.convert: wrote {rr_to_hf(args.from_rr, args.to_hf)}", file=sys.stderr)
+    else:
+      raise ConvertError("pass either --from-hf HF_DIR --to WORKDIR or --from WORKDIR --to-hf HF_DIR")
+  except UserError as e:
+    print(f"rr: error: {e}", file=sys.stderr)
+    return 2
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
