@@ -8,10 +8,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
 from jax.sharding import PartitionSpec
 
 from rr.models import (PRESETS, Decoder, ModelConfig, forward, init_cache, init_params, model_config,
                        param_logical_axes)
+from rr.models.hf_io import params_from_tensors
 from rr.models.layers import Attention
 from rr.models.rope import rope_tables
 
@@ -398,31 +400,9 @@ def test_real_checkpoint_shapes_match_published_param_counts():
 # --- logit parity with Hugging Face (only where torch is installed) -------------------------------
 
 def hf_to_rr_params(hf_model, cfg):
-    """Maps a Hugging Face Qwen2/Qwen3 state dict onto rr's tree (the layout hf_io will use)."""
-    sd = {k: v.detach().numpy().astype(np.float32) for k, v in hf_model.state_dict().items()}
-    N, KV, H, D = cfg.num_heads, cfg.num_kv_heads, cfg.resolved_head_dim, cfg.hidden_size
-    params = {"embed": {"embedding": sd["model.embed_tokens.weight"]},
-              "final_norm": {"scale": sd["model.norm.weight"]}}
-    for i in range(cfg.num_layers):
-        pre = f"model.layers.{i}."
-        attn = {}
-        for name, heads in (("q", N), ("k", KV), ("v", KV)):
-            attn[name] = {"kernel": sd[pre + f"self_attn.{name}_proj.weight"].T.reshape(D, heads, H)}
-            if cfg.qkv_bias:
-                attn[name]["bias"] = sd[pre + f"self_attn.{name}_proj.bias"].reshape(heads, H)
-        attn["o"] = {"kernel": sd[pre + "self_attn.o_proj.weight"].T.reshape(N, H, D)}
-        if cfg.qk_norm:
-            attn["q_norm"] = {"scale": sd[pre + "self_attn.q_norm.weight"]}
-            attn["k_norm"] = {"scale": sd[pre + "self_attn.k_norm.weight"]}
-        params[f"layers_{i}"] = {
-            "attn": attn,
-            "input_norm": {"scale": sd[pre + "input_layernorm.weight"]},
-            "post_attn_norm": {"scale": sd[pre + "post_attention_layernorm.weight"]},
-            "mlp": {n: {"kernel": sd[pre + f"mlp.{n}_proj.weight"].T} for n in ("gate", "up", "down")},
-        }
-    if not cfg.tie_embeddings:
-        params["lm_head"] = {"kernel": sd["lm_head.weight"].T}
-    return jax.tree.map(jnp.asarray, params)
+    """A Hugging Face model's weights on rr's tree, through the same mapping as rr.models.from_hf."""
+    tensors = {k: v.detach().numpy().astype(np.float32) for k, v in hf_model.state_dict().items()}
+    return jax.tree.map(jnp.asarray, params_from_tensors(tensors, cfg))
 
 
 @pytest.mark.parametrize("family", ["qwen2", "qwen3"])
