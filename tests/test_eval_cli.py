@@ -6,9 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from rr import train
 from rr.checkpoint import Checkpoints
-from rr.config import apply_overrides, load_config
 from rr.data import format_completion
 from rr.eval import report
 from rr.eval.__main__ import main
@@ -18,15 +16,6 @@ from rr.tasks import get_task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "sft.py") + ":runlocal"
-
-
-@pytest.fixture(scope="module")
-def sft_workdir(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("sft"))
-  config = load_config(CONFIG)
-  apply_overrides(config, [("train.eval_every", "0"), ("eval.num_examples", "4")])
-  train.run(config, workdir)
-  return workdir
 
 
 @pytest.fixture(scope="module")

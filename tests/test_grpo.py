@@ -10,7 +10,6 @@ from rr import models, sharding, train
 from rr.config import ConfigError, apply_overrides, base_config, load_config
 from rr.losses import PolicyLossConfig, sequence_log_probs, token_log_probs
 from rr.data import CharTokenizer
-from rr.rewards import RowReward
 from rr.tasks import Example
 from rr.train import grpo, rl_step
 from rr.train.metrics import read_metrics
@@ -112,20 +111,6 @@ def test_non_finite_advantage_skips_the_update_and_names_the_term():
   jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), b), state["params"], before)
 
 
-@pytest.fixture(scope="module")
-def sft_workdir(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("sft"))
-  config = load_config(os.path.join(ROOT, "configs", "sft.py") + ":runlocal")
-  apply_overrides(config, [("train.eval_every", "0"), ("eval.num_examples", "4")])
-  train.run(config, workdir)
-  return workdir
-
-
-def length_reward(rl=None, tokenizer=None):
-  """Varies within every group, so each step has a learning signal even for an untrained model."""
-  return RowReward("length", lambda prompt, completion, example: len(completion) / 10.0)
-
-
 def grpo_config(sft_workdir, *overrides):
   config = load_config(os.path.join(ROOT, "configs", "grpo.py") + ":runlocal")
   apply_overrides(config, [("init_checkpoint", sft_workdir), ("rl.rewards", "length,correctness"),
@@ -135,13 +120,9 @@ def grpo_config(sft_workdir, *overrides):
 
 
 @pytest.fixture(scope="module")
-def grpo_run(sft_workdir, tmp_path_factory):
-  mp = pytest.MonkeyPatch()
-  mp.setitem(grpo.REWARDS, "length", length_reward)
+def grpo_run(sft_workdir, length_reward, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("grpo"))
-  summary = train.run(grpo_config(sft_workdir), workdir)
-  yield workdir, summary
-  mp.undo()
+  return workdir, train.run(grpo_config(sft_workdir), workdir)
 
 
 def test_grpo_run_from_an_sft_checkpoint_reports_trl_style_metrics(grpo_run):
@@ -161,8 +142,7 @@ def test_grpo_run_from_an_sft_checkpoint_reports_trl_style_metrics(grpo_run):
   assert max(r["train/logprob_gap_max"] for r in rows) < 1e-4
 
 
-def test_grpo_resume_draws_the_same_rollouts_and_losses(grpo_run, sft_workdir, tmp_path, monkeypatch):
-  monkeypatch.setitem(grpo.REWARDS, "length", length_reward)
+def test_grpo_resume_draws_the_same_rollouts_and_losses(grpo_run, sft_workdir, tmp_path, length_reward):
   workdir, _ = grpo_run
   resumed = str(tmp_path / "resumed")
   first = train.run(grpo_config(sft_workdir), resumed, should_stop=lambda step: step == 5)
@@ -174,8 +154,7 @@ def test_grpo_resume_draws_the_same_rollouts_and_losses(grpo_run, sft_workdir, t
   np.testing.assert_allclose([got[s] for s in sorted(got)], [want[s] for s in sorted(want)], rtol=1e-5, atol=1e-7)
 
 
-def test_two_epochs_per_batch_record_old_logprobs(sft_workdir, tmp_path, monkeypatch):
-  monkeypatch.setitem(grpo.REWARDS, "length", length_reward)
+def test_two_epochs_per_batch_record_old_logprobs(sft_workdir, tmp_path, length_reward):
   config = grpo_config(sft_workdir, ("rl.epochs", "2"), ("train.steps", "3"), ("rl.kl_beta", "0.0"))
   summary = train.run(config, str(tmp_path / "mu2"))
   assert summary["finished"] and summary["step"] == 3 and "train/kl" not in summary

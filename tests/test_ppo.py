@@ -10,8 +10,7 @@ import pytest
 from rr import models, sharding, train
 from rr.config import ConfigError, apply_overrides, base_config, load_config
 from rr.losses import PolicyLossConfig, token_log_probs
-from rr.rewards import RowReward
-from rr.train import grpo, ppo, rl_step
+from rr.train import ppo, rl_step
 from rr.train.metrics import read_metrics
 from rr.train.optimizer import make_optimizer
 from rr.train.rollout import rollout_batch
@@ -119,21 +118,6 @@ def test_ppo_steps_fit_the_value_head_and_raise_the_rewarded_completion():
   assert after[0] > before[0] and after[1] < before[1]
 
 
-@pytest.fixture(scope="module")
-def sft_workdir(tmp_path_factory):
-  """A two-step SFT run: a policy checkpoint without a value head."""
-  workdir = str(tmp_path_factory.mktemp("sft"))
-  config = load_config(os.path.join(ROOT, "configs", "sft.py") + ":runlocal")
-  apply_overrides(config, [("train.steps", "2"), ("train.eval_every", "0"), ("eval.num_examples", "4")])
-  train.run(config, workdir)
-  return workdir
-
-
-def length_reward(rl=None, tokenizer=None):
-  """Non-zero for any non-empty completion, so even an untrained policy gives the value head a target."""
-  return RowReward("length", lambda prompt, completion, example: len(completion) / 10.0)
-
-
 def ppo_config(sft_workdir, *overrides):
   config = load_config(os.path.join(ROOT, "configs", "grpo.py") + ":runlocal")
   apply_overrides(config, [("init_checkpoint", sft_workdir), ("rl.advantage", "ppo"), ("rl.group_size", "1"),
@@ -145,8 +129,7 @@ def ppo_config(sft_workdir, *overrides):
 
 
 def test_ppo_run_from_an_sft_checkpoint_logs_value_metrics_and_resumes_with_its_head(sft_workdir, tmp_path,
-                                                                                      monkeypatch):
-  monkeypatch.setitem(grpo.REWARDS, "length", length_reward)
+                                                                                      length_reward):
   workdir = str(tmp_path / "ppo")
   first = train.run(ppo_config(sft_workdir), workdir, should_stop=lambda step: step == 2)
   assert first["finished"] is False and first["step"] == 2

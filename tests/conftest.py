@@ -1,0 +1,38 @@
+"""Fixtures several test files share: one small SFT checkpoint, and a reward with signal for any policy."""
+
+import os
+
+import pytest
+
+from rr import train
+from rr.config import apply_overrides, load_config
+from rr.rewards import RowReward
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def sft_workdir(tmp_path_factory):
+  """`configs/sft.py:runlocal` trained for its 12 steps: the checkpoint RL, PPO and eval tests start from.
+  Tests may add files beside it (rr.eval writes eval/) but never change its checkpoints."""
+  workdir = str(tmp_path_factory.mktemp("sft"))
+  config = load_config(os.path.join(ROOT, "configs", "sft.py") + ":runlocal")
+  apply_overrides(config, [("train.eval_every", "0"), ("eval.num_examples", "4")])
+  train.run(config, workdir)
+  return workdir
+
+
+def _length_reward(rl=None, tokenizer=None):
+  """Completion length / 10: varies within groups and is non-zero for any completion, so even an untrained
+  policy gives GRPO a signal and PPO's value head a target."""
+  return RowReward("length", lambda prompt, completion, example: len(completion) / 10.0)
+
+
+@pytest.fixture(scope="session")
+def length_reward():
+  """Registers the "length" reward under `config.rl.rewards` for the tests that ask for it."""
+  from rr.train import grpo
+
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setitem(grpo.REWARDS, "length", _length_reward)
+    yield "length"
