@@ -23,6 +23,10 @@ class ConfigError(UserError, ValueError):
 
 
 TRAINERS = ("sft", "grpo", "distil_then_reinforce")
+DATA_SOURCES = ("task", "jsonl", "parquet", "tfds")
+DATA_FORMATS = ("rationale", "gsm8k", "math", "choice")
+MODEL_DTYPES = ("float32", "bfloat16")
+REMAT_POLICIES = ("none", "full", "dots")  # rr.models.decoder maps each to a jax.checkpoint policy
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -33,24 +37,33 @@ def base_config() -> ml_collections.ConfigDict:
   c.init_checkpoint = ""  # fresh runs start from these params: another run's --workdir (or its checkpoints/)
 
   c.data = ml_collections.ConfigDict()
-  c.data.source = "task"  # "task" (generated, embedded) or "jsonl" (question/answer[/rationale] per line)
+  c.data.source = "task"  # "task" (generated, embedded), "jsonl" / "parquet" (local files) or "tfds" (array_record)
+  c.data.format = "rationale"  # record layout of file/TFDS data: rationale | gsm8k | math | choice (see rr.data)
   c.data.task = "addition"  # rr.tasks name, when source == "task"
   c.data.difficulty = 3
   c.data.train_size = 20_000  # generated teacher rationales in the train split
   c.data.test_size = 500
   c.data.sft_size = 0  # distil_then_reinforce: SFT sees only the first sft_size train examples (0 = all)
-  c.data.train_path = ""  # JSONL paths, when source == "jsonl"
+  c.data.train_path = ""  # JSONL / Parquet paths, when source is "jsonl" or "parquet"
   c.data.test_path = ""
+  c.data.tfds_name = ""  # source "tfds": a prepared dataset's name (python -m rr.data.prepare), read without TF
+  c.data.tfds_dir = ""  # its TFDS data_dir
+  c.data.train_split = "train"  # TFDS split names
+  c.data.test_split = "test"
   c.data.max_len = 64  # tokens of prompt + completion + eos; longer examples are an error, never truncated
 
   c.tokenizer = ml_collections.ConfigDict()
   c.tokenizer.kind = "char"  # "char" (built in) or "hf" (a local Hugging Face tokenizer directory)
-  c.tokenizer.path = ""
+  c.tokenizer.path = ""  # "" with kind "hf" = config.model.hf_path
+  c.tokenizer.chat_template = False  # hf: prompts go through the tokenizer's chat template as one user turn
+  c.tokenizer.system_prompt = ""  # chat_template: an optional system turn before the question
 
   c.model = ml_collections.ConfigDict()
-  c.model.preset = "tiny"  # rr.models.PRESETS
+  c.model.preset = "tiny"  # rr.models.PRESETS; ignored when hf_path is set
+  c.model.hf_path = ""  # a local Hugging Face model directory: its config.json is the model, its weights the start
   c.model.dtype = "float32"  # compute dtype
-  c.model.param_dtype = "float32"
+  c.model.param_dtype = "float32"  # "bfloat16" keeps float32 master weights in the optimiser state
+  c.model.remat = "none"  # activation rematerialisation per layer: none | full | dots (rr.models.REMAT_POLICIES)
   c.model.embed_one_hot = True  # one-hot matmul embedding: faster backward than a gather on XLA:CPU
 
   c.optim = ml_collections.ConfigDict()
@@ -168,14 +181,27 @@ def validate(config: ml_collections.ConfigDict, source: str = "config") -> None:
   _check_keys(config, base_config(), prefix="", source=source)
   if config.trainer not in TRAINERS:
     raise ConfigError(f"config.trainer={config.trainer!r} is not a trainer; choose one of {TRAINERS}")
-  if config.data.source not in ("task", "jsonl"):
-    raise ConfigError(f"config.data.source={config.data.source!r}: choose 'task' or 'jsonl'")
-  if config.data.source == "jsonl" and not config.data.train_path:
-    raise ConfigError("config.data.source='jsonl' needs config.data.train_path (and test_path for evaluation)")
-  if config.tokenizer.kind not in ("char", "hf"):
-    raise ConfigError(f"config.tokenizer.kind={config.tokenizer.kind!r}: choose 'char' or 'hf'")
-  if config.tokenizer.kind == "hf" and not config.tokenizer.path:
-    raise ConfigError("config.tokenizer.kind='hf' needs config.tokenizer.path (a local tokenizer directory)")
+  _check_choice(config, "data.source", DATA_SOURCES)
+  _check_choice(config, "data.format", DATA_FORMATS)
+  if config.data.source in ("jsonl", "parquet") and not config.data.train_path:
+    raise ConfigError(f"config.data.source={config.data.source!r} needs config.data.train_path "
+                      "(and test_path for evaluation)")
+  if config.data.source == "tfds" and not (config.data.tfds_name and config.data.tfds_dir):
+    raise ConfigError("config.data.source='tfds' needs config.data.tfds_name and config.data.tfds_dir "
+                      "(build them with python -m rr.data.prepare)")
+  if config.data.source == "task" and config.data.format != "rationale":
+    raise ConfigError(f"config.data.format={config.data.format!r} applies to file or TFDS data; generated tasks "
+                      "(config.data.source='task') have their own format: leave data.format='rationale'")
+  _check_choice(config, "tokenizer.kind", ("char", "hf"))
+  if config.tokenizer.kind == "hf" and not (config.tokenizer.path or config.model.hf_path):
+    raise ConfigError("config.tokenizer.kind='hf' needs config.tokenizer.path (a local tokenizer directory) or "
+                      "config.model.hf_path (a model directory that holds its tokenizer)")
+  if config.tokenizer.chat_template and config.tokenizer.kind != "hf":
+    raise ConfigError("config.tokenizer.chat_template=True needs config.tokenizer.kind='hf': the char tokenizer "
+                      "has no chat template")
+  _check_choice(config, "model.dtype", MODEL_DTYPES)
+  _check_choice(config, "model.param_dtype", MODEL_DTYPES)
+  _check_choice(config, "model.remat", REMAT_POLICIES)
   for key in ("train.steps", "train.batch_size", "train.log_every", "data.max_len", "eval.batch_size",
               "eval.max_new_tokens", "data.train_size", "data.test_size"):
     group, name = key.split(".")
@@ -184,6 +210,13 @@ def validate(config: ml_collections.ConfigDict, source: str = "config") -> None:
   if config.eval.num_examples > config.data.test_size and config.data.source == "task":
     raise ConfigError(f"config.eval.num_examples={config.eval.num_examples} exceeds "
                       f"config.data.test_size={config.data.test_size}; lower the first or raise the second")
+
+
+def _check_choice(config, dotted: str, choices: tuple) -> None:
+  group, name = dotted.split(".")
+  value = config[group][name]
+  if value not in choices:
+    raise ConfigError(f"config.{dotted}={value!r} is not one of {choices}")
 
 
 def _check_keys(config, schema, prefix: str, source: str) -> None:

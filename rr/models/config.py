@@ -22,6 +22,13 @@ class ModelConfig:
     num_kv_heads: int
     head_dim: int | None = None  # None -> hidden_size // num_heads
     rope_theta: float = 10000.0
+    # Llama 3.1 rope scaling (rope_type "llama3"): long wavelengths are divided by rope_factor, short ones kept,
+    # the band between low/high_freq_factor interpolated; rope_original_max_positions is the pre-training length.
+    rope_type: str = "default"
+    rope_factor: float = 1.0
+    rope_low_freq_factor: float = 1.0
+    rope_high_freq_factor: float = 4.0
+    rope_original_max_positions: int = 8192
     rms_norm_eps: float = 1e-6
     qkv_bias: bool = False  # Qwen2
     qk_norm: bool = False  # Qwen3: RMSNorm over head_dim on q and k, before rope
@@ -29,6 +36,10 @@ class ModelConfig:
     dtype: str = "float32"  # compute dtype
     param_dtype: str = "float32"
     embed_one_hot: bool = False  # one-hot @ table: fast backward on XLA:CPU for small vocab
+    remat: str = "none"  # activation rematerialisation of each layer: none | full | dots
+
+    # Fields that change how the model runs, not what it computes: a checkpoint fits any value of these.
+    RUNTIME_FIELDS = ("dtype", "param_dtype", "embed_one_hot", "remat")
 
     def __post_init__(self):
         for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers",
@@ -45,9 +56,17 @@ class ModelConfig:
                 f"({self.num_heads}); set head_dim explicitly")
         if self.resolved_head_dim % 2:
             raise ValueError(f"head_dim must be even for rotary embeddings, got {self.resolved_head_dim}")
+        if self.rope_type not in ("default", "llama3"):
+            raise ValueError(f"ModelConfig.rope_type={self.rope_type!r}; choose 'default' or 'llama3'")
+        if self.remat not in ("none", "full", "dots"):
+            raise ValueError(f"ModelConfig.remat={self.remat!r}; choose 'none', 'full' or 'dots'")
         for name in ("dtype", "param_dtype"):
             if getattr(self, name) not in _DTYPES:
                 raise ValueError(f"ModelConfig.{name}={getattr(self, name)!r}; choose one of {_DTYPES}")
+
+    def architecture(self) -> dict:
+        """The fields that fix the params and the function they compute (what a checkpoint record compares)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUNTIME_FIELDS}
 
     @property
     def resolved_head_dim(self) -> int:
