@@ -14,7 +14,10 @@ from rr.data.tokenizers import THINK_CLOSE, THINK_OPEN
 from rr.tasks import Example
 
 
-def format_prompt(question: str) -> str:
+def format_prompt(question: str, tokenizer=None) -> str:
+  """The prompt text the model reads; `tokenizer` decides whether its chat template wraps the question."""
+  if getattr(tokenizer, "chat_template", False):
+    return tokenizer.chat_prompt(question)
   return question + "\n"
 
 
@@ -36,7 +39,7 @@ def parse_completion(text: str) -> tuple[str, str]:
 
 def encode_prompts(tokenizer, questions: Sequence[str]) -> list[list[int]]:
   """Prompt token ids for the sampler, one list per question."""
-  return [tokenizer.encode(format_prompt(q)) for q in questions]
+  return [tokenizer.encode(format_prompt(q, tokenizer)) for q in questions]
 
 
 def decode_completion(tokenizer, ids: Sequence[int]) -> str:

@@ -39,7 +39,7 @@ class SFTBatches:
     self._permutations: dict[int, np.ndarray] = {}
     self._prompts, self._completions = [], []
     for example in self.examples:
-      self._prompts.append(tokenizer.encode(format_prompt(example.question)))
+      self._prompts.append(tokenizer.encode(format_prompt(example.question, tokenizer)))
       self._completions.append(tokenizer.encode(format_completion(example)) + [tokenizer.eos_id])
     if any(not prompt for prompt in self._prompts):
       raise DataError("a prompt encoded to no tokens; the tokenizer must give format_prompt(question) an id")

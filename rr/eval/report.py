@@ -2,7 +2,8 @@
 
   eval.json          every metric (NaN written as null), plus the checkpoint path and step
   report.md          a Markdown report: headline metrics, pass@k / maj@k / cot_pass@k per k, accuracy by
-                     difficulty, length statistics, calibration when completions state a confidence
+                     difficulty, the chosen-against-gold matrix for multiple-choice data, length statistics,
+                     calibration when completions state a confidence
   completions.jsonl  one row per completion: question, kind (greedy or sample j), text, answer, verdicts
   pass_at_k.png      pass@k, maj@k and cot_pass@k against k (log2 axis)
   reliability.png    accuracy against stated confidence per bin (only when confidences exist)
@@ -103,6 +104,8 @@ def write_markdown(path: str, results: dict, plots: dict[str, str] | None = None
     lines.append(f"| {key} | {v['count']} | {_fmt(v['accuracy'])} |")
   lines.append("")
 
+  lines += _choice_lines(r.get("choice_confusion"))
+
   lines += ["## Completion length (tokens, eos included)", "", "| completions | mean | min | p50 | p90 | max |",
             "|---|---:|---:|---:|---:|---:|"]
   for name, key in (("greedy", "length"), ("sampled", "length_sampled")):
@@ -130,6 +133,21 @@ def write_markdown(path: str, results: dict, plots: dict[str, str] | None = None
   with open(path, "x") as f:
     f.write("\n".join(lines))
   return path
+
+
+def _choice_lines(confusion: dict | None) -> list[str]:
+  """Multiple-choice data: the greedy answers' confusion matrix, gold letters down, chosen letters across."""
+  if not confusion:
+    return []
+  matrix = confusion["confusion"]
+  columns = list(next(iter(matrix.values())).keys()) if matrix else []
+  lines = ["## Multiple choice: chosen against gold (greedy)", "",
+           f"Accuracy {_fmt(confusion['accuracy'])}. Rows are the gold letter, columns the letter the answer chose "
+           "(\"unparsed\": none, or not one of the choices).", "",
+           "| gold / chosen | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+  for gold, row in matrix.items():
+    lines.append(f"| {gold} | " + " | ".join(str(row[c]) for c in columns) + " |")
+  return lines + [""]
 
 
 def write_plots(out: str, results: dict, lengths: dict[str, Sequence[int]]) -> dict[str, str]:

@@ -24,6 +24,7 @@ import numpy as np
 
 from rr.errors import UserError
 from rr.eval.scoring import Scored, score
+from rr.rewards.builtin import step_checker
 
 
 class EvalError(UserError):
@@ -131,7 +132,8 @@ def prepare(checkpoint: str, config, *, out: str | None, ks: Sequence[int], samp
     config.data.train_size = 1
   inputs = load_inputs(config)
   if not inputs.test:
-    raise EvalError("the config has no test split to evaluate on; set config.data.test_path (a JSONL file)")
+    raise EvalError("the config has no test split to evaluate on; set config.data.test_path (a JSONL or Parquet "
+                    "file) or, for TFDS data, config.data.test_split")
   examples = inputs.test[:want]
   if len(examples) < want:
     print(f"rr.eval: the test split has only {len(examples)} examples; evaluating all of them", file=sys.stderr)
@@ -204,7 +206,7 @@ def assemble(examples, greedy: Sequence[Scored], samples: Sequence[Sequence[Scor
   correct = np.array([s.correct for s in greedy], bool)
   right_QxS = np.array([[s.correct for s in row] for row in samples], bool).reshape(len(examples), n)
   answers_QxS = [[s.answer for s in row] for row in samples]
-  has_checker = bool(examples) and all(e.task for e in examples)
+  has_checker = bool(examples) and all(step_checker(e.task) is not None for e in examples)
 
   out = {"num_examples": len(examples), "num_samples": n, "ks": list(ks),
          "accuracy": float(correct.mean()) if correct.size else 0.0}
@@ -219,6 +221,8 @@ def assemble(examples, greedy: Sequence[Scored], samples: Sequence[Sequence[Scor
       cot_QxS = np.array([[bool(s.steps_ok) for s in row] for row in samples], bool).reshape(len(examples), n)
       out[f"cot_pass@{k}"] = m.mean_pass_at_k(cot_QxS, k)
   out["accuracy_by_difficulty"] = m.accuracy_by([e.difficulty for e in examples], correct)
+  if examples and all(e.task == "choice" for e in examples):
+    out["choice_confusion"] = choice_confusion(examples, greedy)
   out["length"] = m.length_stats(np.array([s.length for s in greedy]))
   out["length_sampled"] = m.length_stats(np.array([s.length for row in samples for s in row]))
 
@@ -231,7 +235,28 @@ def assemble(examples, greedy: Sequence[Scored], samples: Sequence[Sequence[Scor
   return out
 
 
+def choice_confusion(examples, greedy: Sequence[Scored]) -> dict:
+  """Multiple choice, greedy: accuracy and confusion[gold letter][chosen letter or "unparsed"] over the letters
+  of the question with the most choices (rr.eval.metrics.choice_confusion)."""
+  from rr.data.answers import DEFAULT_LABELS, choice_letter
+  from rr.eval import metrics as m
+
+  labels = [tuple(e.meta) or DEFAULT_LABELS for e in examples]
+  letters = max(labels, key=len)
+  chosen = [None if s.answer is None else choice_letter(s.answer, ls) for ls, s in zip(labels, greedy)]
+  return m.choice_confusion(chosen, [e.answer for e in examples], letters)
+
+
 # ------------------------------------------------------------------------------------------ the whole run
+
+
+def _data_name(data) -> str:
+  """What was evaluated, for eval.json and report.md: a task name, a test file or a TFDS dataset's split."""
+  if data.source == "task":
+    return data.task
+  if data.source == "tfds":
+    return f"tfds {data.tfds_name}:{data.test_split} in {data.tfds_dir} ({data.format})"
+  return data.test_path if data.format == "rationale" else f"{data.test_path} ({data.format})"
 
 
 def evaluate(prepared: Prepared, *, ks: Sequence[int], samples: int, temperature: float, ece_bins: int) -> dict:
@@ -276,8 +301,7 @@ def evaluate(prepared: Prepared, *, ks: Sequence[int], samples: int, temperature
 
   results = assemble(examples, greedy, sampled, ks, ece_bins)
   results.update({"checkpoint": prepared.checkpoints_dir, "step": None if prepared.step is None else int(prepared.step), "temperature": temperature,
-                  "max_new_tokens": config.eval.max_new_tokens, "task": config.data.task
-                  if config.data.source == "task" else config.data.test_path,
+                  "max_new_tokens": config.eval.max_new_tokens, "task": _data_name(config.data),
                   "sampler_compilations": sampler.num_compilations, "seconds": time.time() - start})
   report.write_all(prepared.out, results, examples, greedy, sampled)
   return results

@@ -5,16 +5,16 @@ A completion's answer is "unparsed" (None) when it has no answer to read: an ope
 closed (the model ran out of tokens while thinking), or nothing but whitespace (and a confidence line) where
 the answer should be. Unparsed completions count as wrong; nothing here raises on a completion's text.
 Generated tasks verify answers and check steps with their own programs; user data (no task name) is scored
-by exact match on whitespace-normalised answers and has no step check.
+by exact match on whitespace-normalised answers, benchmark data (tasks gsm8k, math, choice) by math_equal or
+the chosen letter; neither has a step check (rr.rewards.builtin.verifier / step_checker).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from rr import tasks
 from rr.data import THINK_CLOSE, THINK_OPEN, parse_completion
-from rr.rewards.builtin import is_correct, split_confidence
+from rr.rewards.builtin import is_correct, split_confidence, step_checker
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,7 +22,7 @@ class Scored:
   """One completion, scored against its example."""
   text: str
   answer: str | None  # whitespace-normalised answer text (the vote key), None when unparsed
-  correct: bool  # the task's verifier (exact match for user data) accepts the answer; False when unparsed
+  correct: bool  # the task's verifier (rr.rewards.builtin.verifier) accepts the answer; False when unparsed
   steps_ok: bool | None  # correct AND every rationale step passes the step checker; None without a checker
   confidence: float | None  # the stated "confidence: c" in [0, 1], if any
   length: int  # generated tokens, eos included
@@ -36,8 +36,9 @@ def score(example, text: str, length: int) -> Scored:
   answer = None if unclosed or not answer_text.strip() else " ".join(answer_text.split())
   correct = answer is not None and bool(is_correct(text, example))
   steps_ok = None
-  if example.task:
-    steps = tasks.get_task(example.task).check_steps(rationale, example)
+  check = step_checker(example.task)
+  if check is not None:
+    steps = check(rationale, example)
     steps_ok = bool(correct and len(steps) > 0 and all(steps))
   return Scored(text=text, answer=answer, correct=correct, steps_ok=steps_ok, confidence=confidence,
                 length=int(length))

@@ -14,6 +14,7 @@ import re
 from typing import Callable
 
 from rr import tasks
+from rr.data.answers import VERIFIERS
 from rr.data.prompts import parse_completion
 from rr.data.tokenizers import THINK_CLOSE, THINK_OPEN
 from rr.rewards.base import RowReward
@@ -36,12 +37,32 @@ def _answer(completion: str) -> str:
   return split_confidence(parse_completion(completion)[1])[0]
 
 
+def _exact_match(answer: str, example: Example) -> bool:
+  return " ".join(answer.split()) == " ".join(example.answer.split())
+
+
+def verifier(task: str) -> Callable[[str, Example], bool]:
+  """The one lookup from Example.task to its answer verifier (answer text, example) -> bool: exact match for
+  user data (task ""), math_equal / choice_letter for benchmark data (rr.data.answers.VERIFIERS: gsm8k, math,
+  choice), the task's own program for generated tasks (rr.tasks.TASKS)."""
+  if not task:
+    return _exact_match
+  if task in VERIFIERS:
+    return VERIFIERS[task]
+  return tasks.get_task(task).verify
+
+
+def step_checker(task: str) -> Callable[[str, Example], list[bool]] | None:
+  """The task's step checker (rationale, example) -> one bool per step; None for user and benchmark data,
+  whose rationales no program can check."""
+  if not task or task in VERIFIERS:
+    return None
+  return tasks.get_task(task).check_steps
+
+
 def is_correct(completion: str, example: Example) -> bool:
-  """The task's verifier on the answer; user data (task "") by exact match after collapsing whitespace."""
-  answer = _answer(completion)
-  if not example.task:
-    return " ".join(answer.split()) == " ".join(example.answer.split())
-  return bool(tasks.get_task(example.task).verify(answer, example))
+  """The task's verifier (see `verifier`) on the answer, the text after "</think>" without a confidence line."""
+  return bool(verifier(example.task)(_answer(completion), example))
 
 
 def correctness() -> RowReward:
@@ -110,10 +131,11 @@ def calibration(mode: str = "brier") -> RowReward:
 
 def step_correctness() -> RowReward:
   """Process reward: the fraction of rationale steps the task's step checker accepts; 0 with no steps, and 0
-  for user data (task ""), which has no step checker."""
+  for user and benchmark data, which have no step checker (see `step_checker`)."""
   def score(prompt, completion, example):
-    if not example.task:
+    check = step_checker(example.task)
+    if check is None:
       return 0.0
-    steps = tasks.get_task(example.task).check_steps(parse_completion(completion)[0], example)
+    steps = check(parse_completion(completion)[0], example)
     return sum(steps) / len(steps) if steps else 0.0
   return RowReward("step_correctness", score)

@@ -1,5 +1,9 @@
 """What a run trains and evaluates on, read from the config: tokenizer, train and held-out examples.
 
+config.data.source: "task" generates examples (rr.tasks); "jsonl" / "parquet" read config.data.train_path and
+test_path laid out as config.data.format (rr.data.benchmarks); "tfds" reads splits config.data.train_split and
+test_split of a dataset that python -m rr.data.prepare wrote (rr.data.tfds_source), without TensorFlow.
+
 Everything here runs before the first step, so a missing file or an empty data set stops the run with one
 message before any compile or checkpoint happens.
 """
@@ -10,7 +14,8 @@ import dataclasses
 
 from rr import tasks
 from rr.config import ConfigError
-from rr.data import DataError, load_jsonl, load_tokenizer
+from rr.data import DataError, load_examples
+from rr.data.tokenizers import tokenizer_from_config
 
 
 @dataclasses.dataclass
@@ -21,7 +26,7 @@ class RunInputs:
 
 
 def load_inputs(config) -> RunInputs:
-  tokenizer = load_tokenizer(config.tokenizer.kind, config.tokenizer.path)
+  tokenizer = tokenizer_from_config(config)
   data = config.data
   if data.source == "task":
     if data.task not in tasks.TASKS:
@@ -29,9 +34,16 @@ def load_inputs(config) -> RunInputs:
     task = tasks.get_task(data.task)
     train = tasks.make_split(task, "train", data.train_size, data.difficulty, config.seed)
     test = tasks.make_split(task, "test", data.test_size, data.difficulty, config.seed + 1)
+  elif data.source == "tfds":
+    from rr.data.tfds_source import read_split  # imports tensorflow_datasets: only for TFDS data
+
+    train = read_split(data.tfds_name, data.tfds_dir, data.train_split, data.format)
+    test = read_split(data.tfds_name, data.tfds_dir, data.test_split, data.format) if data.test_split else []
+  elif data.source in ("jsonl", "parquet"):
+    train = load_examples(data.source, data.format, data.train_path)
+    test = load_examples(data.source, data.format, data.test_path) if data.test_path else []
   else:
-    train = load_jsonl(data.train_path)
-    test = load_jsonl(data.test_path) if data.test_path else []
+    raise ConfigError(f"config.data.source={data.source!r} is not one of task, jsonl, parquet, tfds")
   if not train:
     raise DataError("the training set is empty; check config.data")
   return RunInputs(tokenizer=tokenizer, train=train, test=test)
