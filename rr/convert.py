@@ -2,6 +2,7 @@
 
   python -m rr.convert --from-hf HF_DIR --to WORKDIR     an rr checkpoint (WORKDIR/checkpoints/0) of the HF model
   python -m rr.convert --from WORKDIR --to-hf HF_DIR     the latest rr checkpoint as an HF directory
+                       [--dtype bfloat16]               ... with bfloat16 weights (default float32)
 
 WORKDIR is a run's --workdir (or its checkpoints/ directory). Nothing is written over: an existing rr
 checkpoint or HF model at the target stops the command with one line (exit 2), as does an unreadable source.
@@ -49,10 +50,7 @@ def hf_to_rr(hf_dir: str, workdir: str) -> str:
   return os.path.join(target, "0")
 
 
-def rr_to_hf(workdir: str, hf_dir: str) -> str:
-  import jax
-  import numpy as np
-
+def rr_to_hf(workdir: str, hf_dir: str, dtype: str = "float32") -> str:
   from rr import models
   from rr.checkpoint import Checkpoints
 
@@ -68,10 +66,10 @@ def rr_to_hf(workdir: str, hf_dir: str) -> str:
     cfg = models.ModelConfig(**record["model"])
   except (KeyError, TypeError, ValueError) as e:
     raise ConvertError(f"--from {source}/{step} has an unreadable model record ({e}); was it written by rr?") from e
-  params = jax.tree.map(np.asarray, checkpoints.read_params(step))
+  params = checkpoints.read_params(step)
   checkpoints.close()
   try:
-    models.to_hf(cfg, params, hf_dir)
+    models.to_hf(cfg, params, hf_dir, dtype)
   except models.HFCheckpointError as e:
     raise ConvertError(f"--to-hf {e}") from e
   return hf_dir
@@ -83,12 +81,16 @@ def main(argv=None) -> int:
   parser.add_argument("--to", help="the rr run directory to write (its checkpoints/0)")
   parser.add_argument("--from", dest="from_rr", help="an rr run directory or checkpoints/ directory")
   parser.add_argument("--to-hf", dest="to_hf", help="the Hugging Face directory to write")
+  parser.add_argument("--dtype", choices=("float32", "bfloat16"),
+                      help="the dtype of the weights --to-hf writes (default float32)")
   args = parser.parse_args(argv)
   try:
     if args.from_hf and args.to and not (args.from_rr or args.to_hf):
+      if args.dtype:
+        raise ConvertError("--dtype applies to --to-hf only; an rr checkpoint keeps the HF weights in float32")
       print(f"rr.convert: wrote {hf_to_rr(args.from_hf, args.to)}", file=sys.stderr)
     elif args.from_rr and args.to_hf and not (args.from_hf or args.to):
-      print(f"rr.convert: wrote {rr_to_hf(args.from_rr, args.to_hf)}", file=sys.stderr)
+      print(f"rr.convert: wrote {rr_to_hf(args.from_rr, args.to_hf, args.dtype or 'float32')}", file=sys.stderr)
     else:
       raise ConvertError("pass either --from-hf HF_DIR --to WORKDIR or --from WORKDIR --to-hf HF_DIR")
   except UserError as e:

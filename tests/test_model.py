@@ -15,7 +15,7 @@ from rr.models import (PRESETS, Decoder, ModelConfig, forward, init_cache, init_
                        param_logical_axes)
 from rr.models.hf_io import params_from_tensors
 from rr.models.layers import Attention
-from rr.models.rope import rope_tables
+from rr.models.rope import inverse_frequencies, rope_tables
 
 VOCAB = 61
 LOGICAL_NAMES = {"vocab", "embed", "mlp", "heads", "kv_heads", "head_dim", "norm"}
@@ -59,6 +59,10 @@ def test_model_config_rejects_unknown_preset_and_field():
         model_config("nano", VOCAB, hiden_size=8)
     with pytest.raises(ValueError, match="num_kv_heads"):
         model_config("nano", VOCAB, num_kv_heads=3)
+    with pytest.raises(ValueError, match="rope_type"):
+        model_config("nano", VOCAB, rope_type="yarn")
+    with pytest.raises(ValueError, match="llama3 rope scaling needs"):  # the blend would divide by zero
+        model_config("nano", VOCAB, rope_type="llama3", rope_low_freq_factor=4.0, rope_high_freq_factor=4.0)
 
 
 def test_model_config_overrides_apply():
@@ -245,7 +249,7 @@ def test_attention_layer_matches_numpy_gqa_with_rope(extras):
     positions = jnp.array([[0, 1, 2, 3, 4], [-1, 0, 1, 2, 3]], jnp.int32)
     positions_np = np.asarray(positions)
     attn = Attention(cfg)
-    sin, cos = rope_tables(positions.reshape(batch * length), cfg.resolved_head_dim, cfg.rope_theta)
+    sin, cos = rope_tables(positions.reshape(batch * length), inverse_frequencies(cfg))
     mask = (positions[:, None, :] >= 0) & (positions[:, None, :] <= positions[:, :, None])
     x_MxD = x.reshape(batch * length, cfg.hidden_size)
     abstract = jax.eval_shape(attn.init, jax.random.key(1), x_MxD, sin, cos, mask)["params"]

@@ -58,6 +58,14 @@ class ModelConfig:
             raise ValueError(f"head_dim must be even for rotary embeddings, got {self.resolved_head_dim}")
         if self.rope_type not in ("default", "llama3"):
             raise ValueError(f"ModelConfig.rope_type={self.rope_type!r}; choose 'default' or 'llama3'")
+        if self.rope_type == "llama3" and not (
+                self.rope_factor > 0 and 0 < self.rope_low_freq_factor < self.rope_high_freq_factor
+                and self.rope_original_max_positions > 0):
+            raise ValueError(
+                "llama3 rope scaling needs rope_factor > 0, 0 < rope_low_freq_factor < rope_high_freq_factor and "
+                f"rope_original_max_positions > 0; got factor={self.rope_factor}, "
+                f"low/high_freq_factor={self.rope_low_freq_factor}/{self.rope_high_freq_factor}, "
+                f"original_max_positions={self.rope_original_max_positions}")
         if self.remat not in ("none", "full", "dots"):
             raise ValueError(f"ModelConfig.remat={self.remat!r}; choose 'none', 'full' or 'dots'")
         for name in ("dtype", "param_dtype"):

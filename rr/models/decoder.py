@@ -6,6 +6,7 @@ Attention visibility comes from positions alone: a query at position p sees a
 key at position k iff 0 <= k <= p, so padding (position -1) is never a key and
 left padding (sampler) and right padding (training) need no separate mask.
 Layers are unrolled in Python: lax.scan over layers is slow on XLA:CPU.
+`cfg.remat` wraps each layer in flax's nn.remat (see REMAT_POLICIES); the param tree is the same.
 Parameter names follow Hugging Face's layout (embed, layers_{i}/attn/{q,k,v,o},
 layers_{i}/mlp/{gate,up,down}, input_norm, post_attn_norm, final_norm, lm_head/kernel).
 """
@@ -19,7 +20,16 @@ import jax.numpy as jnp
 from rr.models.cache import write_slots
 from rr.models.config import ModelConfig
 from rr.models.layers import Attention, Projection, RMSNorm, SwiGLU
-from rr.models.rope import rope_tables
+from rr.models.rope import inverse_frequencies, rope_tables
+
+# cfg.remat -> what the backward pass keeps of each layer's activations (jax.checkpoint policy).
+# "none": no remat, everything is kept; "full": only the layer's inputs, the whole layer is recomputed;
+# "dots": matmul outputs (no batch dims) are kept, elementwise work (norms, rope, softmax, silu) recomputed.
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
 
 
 class Embed(nn.Module):
@@ -60,6 +70,13 @@ class DecoderLayer(nn.Module):
         return x_MxD, cache_kv
 
 
+def layer_class(cfg: ModelConfig):
+    """DecoderLayer, or it wrapped in nn.remat with cfg.remat's policy (same params, same values)."""
+    if cfg.remat == "none":
+        return DecoderLayer
+    return nn.remat(DecoderLayer, policy=REMAT_POLICIES[cfg.remat])
+
+
 def visibility_mask(query_pos_BxT: jnp.ndarray, key_pos_BxS: jnp.ndarray) -> jnp.ndarray:
     """mask[b, t, s] = 0 <= key_pos[b, s] <= query_pos[b, t]."""
     key_BxS = key_pos_BxS[:, None, :]
@@ -83,7 +100,7 @@ class Decoder(nn.Module):
         positions_BxT = positions_BxT.astype(jnp.int32)
         embed = Embed(cfg, name="embed")
         x_MxD = embed(tokens_BxT.reshape(B * T))
-        sin_MxH, cos_MxH = rope_tables(positions_BxT.reshape(B * T), cfg.resolved_head_dim, cfg.rope_theta)
+        sin_MxH, cos_MxH = rope_tables(positions_BxT.reshape(B * T), inverse_frequencies(cfg))
 
         if cache is None:
             end = None
@@ -94,9 +111,10 @@ class Decoder(nn.Module):
             mask_BxTxS = visibility_mask(positions_BxT, key_pos_BxS)
             new_k, new_v = [], []
 
+        layer = layer_class(cfg)
         for i in range(cfg.num_layers):
             layer_kv = None if cache is None else (cache["k"][i], cache["v"][i])
-            x_MxD, layer_kv = DecoderLayer(cfg, name=f"layers_{i}")(
+            x_MxD, layer_kv = layer(cfg, name=f"layers_{i}")(
                 x_MxD, sin_MxH, cos_MxH, mask_BxTxS, layer_kv, end)
             if cache is not None:
                 new_k.append(layer_kv[0])
@@ -154,9 +172,20 @@ def param_logical_axes(cfg: ModelConfig) -> dict:
     return nn.get_partition_spec(boxed)
 
 
-def forward(cfg: ModelConfig, params: dict, tokens_BxT: jnp.ndarray) -> jnp.ndarray:
-    """Logits of a plain forward pass with positions 0..T-1 on every row."""
-    B, T = tokens_BxT.shape
-    positions_BxT = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))
-    logits_BxTxV, _ = Decoder(cfg).apply({"params": params}, tokens_BxT, positions_BxT)
-    return logits_BxTxV
+@functools.lru_cache(maxsize=16)
+def _jitted_forward(cfg: ModelConfig):
+    def run(params, tokens_BxT):
+        B, T = tokens_BxT.shape
+        positions_BxT = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))
+        return Decoder(cfg).apply({"params": params}, tokens_BxT, positions_BxT)[0]
+
+    return jax.jit(run)
+
+
+def forward(cfg: ModelConfig, params: dict, tokens_BxT) -> jnp.ndarray:
+    """Float32 logits of a plain forward pass with positions 0..T-1 on every row, for notebooks and tests.
+
+    Params may be numpy or jax arrays of any float dtype (e.g. from_hf(path, "bfloat16")): each is cast to
+    cfg's compute dtype at use. Jitted once per config and shape.
+    """
+    return _jitted_forward(cfg)(params, jnp.asarray(tokens_BxT, jnp.int32))
