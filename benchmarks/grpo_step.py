@@ -70,7 +70,7 @@ def main():
   config.optim.lr, config.optim.warmup_steps = 1e-5, 0
   cfg = model_config(*SIZES[a.size], embed_one_hot=one_hot)
   mesh = make_mesh()
-  optimizer = make_optimizer(config.optim, total_steps=1000)
+  optimizer = make_optimizer(config.optim, total_steps=1000, param_dtype=cfg.param_dtype)
   state, shardings = init_train_state(cfg, optimizer, mesh, seed=0)
   tokenizer = IdTokenizer(cfg.vocab_size)
   rng = np.random.default_rng(1)

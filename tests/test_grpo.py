@@ -77,7 +77,7 @@ def test_one_step_raises_the_positive_and_lowers_the_negative_completion():
   cfg = models.model_config("nano", vocab_size=24)
   optim = base_config().optim
   optim.lr, optim.warmup_steps, optim.weight_decay = 1e-2, 0, 0.0
-  optimizer = make_optimizer(optim, 10)
+  optimizer = make_optimizer(optim, 10, cfg.param_dtype)
   mesh = sharding.make_mesh()
   state, shardings = init_train_state(cfg, optimizer, mesh, seed=0)
   model = models.Decoder(cfg)
@@ -96,7 +96,7 @@ def test_one_step_raises_the_positive_and_lowers_the_negative_completion():
 
 def test_non_finite_advantage_skips_the_update_and_names_the_term():
   cfg = models.model_config("nano", vocab_size=24)
-  optimizer = make_optimizer(base_config().optim, 10)
+  optimizer = make_optimizer(base_config().optim, 10, cfg.param_dtype)
   mesh = sharding.make_mesh()
   state, shardings = init_train_state(cfg, optimizer, mesh, seed=0)
   before = jax.tree.map(np.asarray, state["params"])

@@ -68,7 +68,7 @@ def rollout(rewards, valid):
 def ppo_setup(lr=1e-2):
   optim = base_config().optim
   optim.lr, optim.warmup_steps, optim.weight_decay = lr, 0, 0.0
-  optimizer = make_optimizer(optim, 100)
+  optimizer = make_optimizer(optim, 100, CFG.param_dtype)
   mesh = sharding.make_mesh()
   state, shardings = init_train_state(CFG, optimizer, mesh, seed=0, value_head=True)
   return optimizer, mesh, state, shardings

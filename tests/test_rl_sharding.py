@@ -27,7 +27,7 @@ data, model_axis = int(sys.argv[1]), int(sys.argv[2])
 cfg = models.model_config("nano", vocab_size=24)
 optim = base_config().optim
 optim.lr, optim.warmup_steps = 1e-2, 0
-optimizer = make_optimizer(optim, 10)
+optimizer = make_optimizer(optim, 10, cfg.param_dtype)
 mesh = sharding.make_mesh(data, model_axis, devices=jax.devices()[:data * model_axis])
 state, shardings = init_train_state(cfg, optimizer, mesh, seed=0)
 rng = np.random.default_rng(0)

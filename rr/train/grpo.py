@@ -125,14 +125,15 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   # ---------------------------------------------------------------- model and optimiser
   model = Decoder(model_cfg)
   total_steps = config.train.steps
-  optimizer = make_optimizer(config.optim, total_steps * rl.epochs)
+  optimizer = make_optimizer(config.optim, total_steps * rl.epochs, model_cfg.param_dtype)
   schedule = learning_rate_schedule(config.optim, total_steps * rl.epochs)
   # ---------------------------------------------------------------- restore
   checkpoints, record, state, shardings, resumed = open_run(workdir, config, model_cfg, optimizer, mesh,
                                                            tokenizer.vocab_size, value_head=rl.advantage == "ppo")
   ref_params = None  # the frozen reference: the starting params, rebuilt the same way on resume
   if loss_cfg.kl_beta > 0:
-    ref_params = starting_state(model_cfg, optimizer, mesh, config.seed, record, config.init_checkpoint)[0]["params"]
+    ref_params = starting_state(model_cfg, optimizer, mesh, config.seed, record, config.init_checkpoint,
+                                hf_path=config.model.hf_path)[0]["params"]
   # ---------------------------------------------------------------- loop
   writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
   rl_step = RLStep(rl, model, optimizer, loss_cfg, shardings, mesh, tokenizer, prompts, inputs.train, reward_fns,

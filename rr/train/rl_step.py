@@ -26,6 +26,7 @@ from rr.rewards.base import RewardFailure
 from rr.sampler import Sampler, Sampling
 from rr.train import ppo
 from rr.train.groups import Collected, Groups, collect_groups, keep_groups
+from rr.train.precision import float32_norm
 from rr.train.rollout import policy_forward, rollout_batch
 from rr.train.state import trainable, with_trainable
 from rr.train.step import put_batch
@@ -69,7 +70,7 @@ def make_grpo_step(model: Decoder, optimizer: optax.GradientTransformation, loss
 
   def step(state, batch, ref_params):
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable(state), batch, ref_params)
-    grad_norm = optax.tree.norm(grads)
+    grad_norm = float32_norm(grads)
     finite = {name: jnp.isfinite(value) for name, value in
               (("loss", loss), ("grad_norm", grad_norm), *((k, v) for k, v in metrics.items()))}
     ok = jnp.all(jnp.stack(list(finite.values())))
@@ -135,7 +136,7 @@ class RLStep:
                        strategy=self.strategy, rng=key, num_samples=rl.group_size)
     examples = [self.examples[i] for i in picked for _ in range(rl.group_size)]
     completions = [decode_completion(self.tokenizer, row) for row in out.tokens]
-    prompt_texts = [format_prompt(e.question) for e in examples]
+    prompt_texts = [format_prompt(e.question, self.tokenizer) for e in examples]
     mask_NxC = np.arange(out.tokens.shape[1])[None, :] < out.lengths[:, None]
     rewards_NxK, valid_N, failures = score_rewards(self.reward_fns, prompt_texts, completions, examples,
                                                    tokens_NxC=out.tokens, mask_NxC=mask_NxC)

@@ -45,7 +45,7 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   # ---------------------------------------------------------------- model and optimiser
   model = models.Decoder(model_cfg)
   total_steps = config.train.steps
-  optimizer = make_optimizer(config.optim, total_steps)
+  optimizer = make_optimizer(config.optim, total_steps, model_cfg.param_dtype)
   schedule = learning_rate_schedule(config.optim, total_steps)
   # ---------------------------------------------------------------- checkpoint restore
   checkpoints, record, state, shardings, resumed = open_run(workdir, config, model_cfg, optimizer, mesh,

@@ -15,6 +15,7 @@ import optax
 from rr import sharding
 from rr.losses import completion_nll
 from rr.models import Decoder
+from rr.train.precision import float32_norm
 
 
 def put_batch(batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
@@ -40,7 +41,7 @@ def make_sft_step(model: Decoder, optimizer: optax.GradientTransformation, shard
     (loss, count), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch)
     updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
-    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "tokens": count}
+    metrics = {"loss": loss, "grad_norm": float32_norm(grads), "tokens": count}
     return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
 
   return jax.jit(step, in_shardings=(shardings, sharding.batch_sharding(mesh)),

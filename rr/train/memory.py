@@ -1,0 +1,203 @@
+"""How many bytes one device holds for a train step, by component, before anything is compiled.
+
+    python -m rr.train.memory --config configs/<x>.py[:arg] [--config.KEY=VALUE ...]
+
+`estimate_memory` counts, per device, for one SFT step (`rr.train.step`):
+  params       stored in param_dtype; the model axis splits heads, kv heads, MLP and vocab (rr.sharding rules)
+  master       the float32 copy the optimiser updates when params are below float32 (rr.train.precision)
+  grads        one per param, in param_dtype
+  update       the optimiser's float32 copy of the gradients (clipped, or cast up from bf16)
+  optimizer    AdamW's two moments, float32
+  activations  what the backward keeps of the forward, by `remat` (below), plus the one-hot embedding input
+  logits       float32 logits (or their gradient) and the log-softmax's exp, B x T x V each (one more, the
+               entropy's softmax, in an RL step)
+and `estimate_kv_cache` the sampler's cache for a rollout. The activation terms are what JAX's autodiff saves
+for each DecoderLayer (`jax.ad_checkpoint.print_saved_residuals` lists them). Measured against the compiled
+step's `memory_analysis()`: state bytes equal its arguments; with remat none, XLA:CPU's temp is 0.87x-1.09x
+of activations + logits (tests/test_memory.py), an H100's 0.8x. XLA:CPU does not realise remat's
+savings (it keeps the recomputed activations alive), GPU does. Not counted: the batch, XLA's workspace, one
+layer's backward transients. The total adds the parts up, while XLA's peak is a maximum over the program
+(grads are mostly made after the activations they replace are freed): read it as an upper bound.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import sys
+
+import jax
+import jax.numpy as jnp
+
+from rr import models, sharding
+
+GIB = 1024 ** 3
+F32 = 4
+
+
+def _per_device(shape: tuple[int, ...], spec, mesh_sizes: dict[str, int]) -> int:
+  """Elements of one device's shard of an array of `shape` laid out by the logical `spec`."""
+  mesh_spec = sharding._mesh_spec(spec, dict(sharding.LOGICAL_RULES))
+  count = 1
+  for i, size in enumerate(shape):
+    axis = mesh_spec[i] if i < len(mesh_spec) else None
+    count *= math.ceil(size / mesh_sizes[axis]) if axis else size
+  return count
+
+
+def param_elements(model_cfg: models.ModelConfig, mesh_model: int = 1) -> int:
+  """Params one device holds (exact: the model's own param tree and logical axes, traced without FLOPs)."""
+  shape_only = {name: getattr(models.ModelConfig, name) for name in models.ModelConfig.RUNTIME_FIELDS}
+  return _param_elements(dataclasses.replace(model_cfg, **shape_only), mesh_model)
+
+
+@functools.lru_cache(maxsize=32)
+def _param_elements(model_cfg: models.ModelConfig, mesh_model: int) -> int:
+  shapes = jax.eval_shape(lambda: models.init_params(model_cfg, jax.random.key(0)))
+  specs = models.param_logical_axes(model_cfg)
+  sizes = {"data": 1, "model": mesh_model}
+  leaves = jax.tree.leaves(jax.tree.map(lambda s, p: _per_device(s.shape, p, sizes), shapes, specs,
+                                        is_leaf=lambda x: isinstance(x, jax.ShapeDtypeStruct)))
+  return int(sum(leaves))
+
+
+def layer_activation_bytes(model_cfg: models.ModelConfig, batch: int, seq_len: int, mesh_model: int = 1,
+                           policy: str = "none") -> int:
+  """Bytes one DecoderLayer keeps for the backward under remat `policy` (batch = rows on this device).
+
+  none, what autodiff saves: per norm its input in float32, x / rms and the scaled output; q, k, v after rope;
+  the B x N x T x S masked scores and their exp in float32, the softmax in the compute dtype and the bool
+  mask; the attention output; the MLP's gate, up, three silu terms and silu * up.
+  full: only the layer's input. dots: the input and the outputs of its weight matmuls (q, k, v, o, gate, up,
+  down); the attention einsums have batch dims, so their T x T outputs are recomputed.
+  """
+  c = jnp.dtype(model_cfg.dtype).itemsize
+  m = batch * seq_len
+  d, h = model_cfg.hidden_size, model_cfg.resolved_head_dim
+  n = math.ceil(model_cfg.num_heads / mesh_model)
+  kv = math.ceil(model_cfg.num_kv_heads / mesh_model)
+  f = math.ceil(model_cfg.intermediate_size / mesh_model)
+  if policy == "full":
+    return m * d * c
+  if policy == "dots":
+    return m * d * c + m * (n + 2 * kv) * h * c + 2 * m * d * c + 2 * m * f * c
+  if policy != "none":
+    raise ValueError(f"remat policy {policy!r}; choose none, full or dots")
+  stats = lambda rows: 2 * rows * F32  # 1 / rms and its derivative term, float32, one per row
+  total = 2 * (m * d * (F32 + 2 * c) + stats(m))  # per norm: x in float32, x / rms, the scaled output
+  if model_cfg.qk_norm:  # q and k norms: their float32 input and x / rms (rope, next, is linear)
+    total += m * (n + kv) * h * (F32 + c) + stats(m * (n + kv))
+  total += m * (n + 2 * kv) * h * c  # q, k, v after rope
+  # Masked scores and their exp in float32, the softmax in the compute dtype, the bool mask; row statistics.
+  total += batch * n * seq_len * seq_len * (2 * F32 + c + 1) + 2 * batch * n * seq_len * F32
+  total += m * n * h * c  # attention output, the o projection's input
+  total += 6 * m * f * c  # gate, up, silu (and its two derivative terms), silu * up
+  return total
+
+
+def estimate_memory(model_cfg: models.ModelConfig, *, batch_size: int, seq_len: int, mesh_data: int = 1,
+                    mesh_model: int = 1, clipped: bool = True, rl: bool = False,
+                    kl_reference: bool = False) -> dict[str, int]:
+  """Bytes per device of one train step on `batch_size` rows (global) of `seq_len` tokens, by component.
+
+  `clipped`: gradients are clipped by global norm (config.optim.clip_norm > 0), which needs a float32 copy of
+  them (`update`); bf16 params need it anyway (rr.train.precision casts the gradients). `rl`: the policy-
+  gradient step, whose entropy keeps a softmax over the vocabulary too (its shared-prompt forward, which
+  runs each group's prompt once, is not modelled: an upper bound). `kl_reference`: frozen reference params.
+  Keys: params, master, grads, update, optimizer, activations, logits, [reference], total.
+  """
+  p = jnp.dtype(model_cfg.param_dtype).itemsize
+  c = jnp.dtype(model_cfg.dtype).itemsize
+  count = param_elements(model_cfg, mesh_model)
+  rows = math.ceil(batch_size / mesh_data)
+  m = rows * seq_len
+  v = math.ceil(model_cfg.vocab_size / mesh_model)
+  d = model_cfg.hidden_size
+  kept = model_cfg.num_layers * layer_activation_bytes(model_cfg, rows, seq_len, mesh_model, model_cfg.remat)
+  if model_cfg.remat != "none":  # the layer being recomputed holds its full activations for its backward
+    kept += layer_activation_bytes(model_cfg, rows, seq_len, mesh_model, "none")
+  # The final norm (its input is the last layer's output) and the rope tables, float32 sin and cos.
+  outside = m * d * (F32 + 2 * c) + 2 * m * F32 + 2 * m * model_cfg.resolved_head_dim * F32
+  if model_cfg.embed_one_hot:
+    outside += m * v * c  # the one-hot input of the embedding matmul, kept for its weight gradient
+  out = {"params": count * p, "master": count * F32 if p < F32 else 0, "grads": count * p,
+         "update": count * F32 if clipped or p < F32 else 0, "optimizer": 2 * count * F32,
+         "activations": kept + outside, "logits": (3 if rl else 2) * m * v * F32}
+  if kl_reference:
+    out["reference"] = count * p
+  out["total"] = sum(out.values())
+  return out
+
+
+def estimate_kv_cache(model_cfg: models.ModelConfig, *, rows: int, cache_len: int, mesh_data: int = 1,
+                      mesh_model: int = 1) -> int:
+  """Bytes per device of the sampler's KV cache (rr.models.cache): k and v for every layer in the compute
+  dtype, plus the int32 slot positions; rows over the data axis, kv heads over the model axis."""
+  c = jnp.dtype(model_cfg.dtype).itemsize
+  rows = math.ceil(rows / mesh_data)
+  kv = math.ceil(model_cfg.num_kv_heads / mesh_model)
+  return 2 * model_cfg.num_layers * rows * cache_len * kv * model_cfg.resolved_head_dim * c + rows * cache_len * 4
+
+
+def _mesh_sizes(config) -> tuple[int, int]:
+  """(data, model) devices of the config's mesh; data = -1 means every device the model axis leaves."""
+  model = max(int(config.mesh.model), 1)
+  data = int(config.mesh.data)
+  return (max(len(jax.devices()) // model, 1) if data == -1 else data), model
+
+
+def config_report(config) -> list[tuple[str, dict[str, int]]]:
+  """[(title, components)] for a run config: its SFT step and, for RL trainers, the RL step and the rollout's
+  KV cache. Lengths are bounds read from the config, no data is loaded: an SFT row is data.max_len tokens, an
+  RL row a prompt of at most data.max_len (rounded up to 8) plus rl.max_new_tokens."""
+  from rr.data.tokenizers import tokenizer_from_config
+  from rr.sampler.sampler import DEFAULT_PROMPT_BUCKETS, _bucket
+  from rr.train.setup import build_model_config
+
+  model_cfg = build_model_config(config, tokenizer_from_config(config).vocab_size)
+  data, model = _mesh_sizes(config)
+  mesh = dict(mesh_data=data, mesh_model=model, clipped=config.optim.clip_norm > 0)
+  report = [(f"SFT step: batch {config.train.batch_size} x {config.data.max_len} tokens",
+             estimate_memory(model_cfg, batch_size=config.train.batch_size, seq_len=config.data.max_len, **mesh))]
+  if config.trainer in ("grpo", "distil_then_reinforce"):
+    rl = config.rl
+    rows = rl.prompts_per_step * rl.group_size
+    width = -(-config.data.max_len // 8) * 8 + rl.max_new_tokens
+    report.append((f"RL step: batch {rl.prompts_per_step} x {rl.group_size} = {rows} x {width} tokens",
+                   estimate_memory(model_cfg, batch_size=rows, seq_len=width, rl=True,
+                                   kl_reference=rl.kl_beta > 0, **mesh)))
+    cache_len = _bucket(config.data.max_len, DEFAULT_PROMPT_BUCKETS) + rl.max_new_tokens
+    report.append((f"rollout KV cache: {rows} rows x {cache_len} slots",
+                   {"kv_cache": estimate_kv_cache(model_cfg, rows=rows, cache_len=cache_len, mesh_data=data,
+                                                  mesh_model=model)}))
+  return report
+
+
+def format_report(report: list[tuple[str, dict[str, int]]]) -> str:
+  lines = []
+  for title, parts in report:
+    lines += [title, f"  {'component':<12} {'GiB':>10} {'MiB':>12}"]
+    lines += [f"  {name:<12} {value / GIB:>10.3f} {value / 2 ** 20:>12.2f}" for name, value in parts.items()]
+  return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+  from rr.config import apply_overrides, load_config
+  from rr.errors import UserError
+  from rr.main import parse_command_line
+
+  argv = sys.argv[1:] if argv is None else argv
+  try:
+    spec, overrides, _ = parse_command_line(argv)
+    config = load_config(spec)
+    apply_overrides(config, overrides)
+    print(format_report(config_report(config)))
+  except UserError as e:
+    print(f"rr: error: {e}", file=sys.stderr)
+    return 2
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
