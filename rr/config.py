@@ -279,6 +279,26 @@ def _coerce(text: str, like: Any, what: str) -> Any:
   return text
 
 
+def use_hf_model(c: ml_collections.ConfigDict, model_dir: str, config_name: str) -> None:
+  """Points a config at a local Hugging Face model directory: its architecture, weights, tokenizer and chat
+  template. `config_name` (e.g. "configs/hf_sft.py") is named in the error when the directory is not given."""
+  if not model_dir:
+    raise ConfigError(f"{config_name} needs the model directory: --config {config_name}:model=/path/to/model_dir "
+                      "(config.json, *.safetensors and the tokenizer files; rr never downloads)")
+  c.model.hf_path = model_dir
+  c.model.embed_one_hot = False  # real vocabularies are large: a gather, not a one-hot matmul
+  c.tokenizer.kind = "hf"
+  c.tokenizer.chat_template = True
+
+
+def use_data_files(c: ml_collections.ConfigDict, train: str, test: str = "", data_format: str = "rationale") -> None:
+  """Trains on local files (.parquet, else JSONL) laid out as `data_format` (rationale | gsm8k | math | choice)."""
+  c.data.source = "parquet" if train.endswith(".parquet") else "jsonl"
+  c.data.format = data_format
+  c.data.train_path = train
+  c.data.test_path = test
+
+
 def shrink_for_runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The `runlocal` variant of any config: same code paths, seconds of work (tests and laptops)."""
   c.model.preset = "nano"

@@ -4,15 +4,17 @@
   python -m rr.convert --from WORKDIR --to-hf HF_DIR     the latest rr checkpoint as an HF directory
                        [--dtype bfloat16]               ... with bfloat16 weights (default float32)
 
-WORKDIR is a run's --workdir (or its checkpoints/ directory). Nothing is written over: an existing rr
+WORKDIR is a run's --workdir (or its checkpoints/ directory). A run that used a Hugging Face tokenizer recorded
+its directory; --to-hf copies its tokenizer files (and generation_config.json) beside the weights, so the result
+loads as a whole model in transformers or vLLM. Nothing is written over: an existing rr
 checkpoint or HF model at the target stops the command with one line (exit 2), as does an unreadable source.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
+import shutil
 import sys
 
 from rr.errors import UserError
@@ -43,11 +45,43 @@ def hf_to_rr(hf_dir: str, workdir: str) -> str:
     cfg, params = models.from_hf(hf_dir)
   except models.HFCheckpointError as e:
     raise ConvertError(f"--from-hf {hf_dir}: {e}") from e
+  from rr.train.state import run_record
+
+  has_tokenizer = any(os.path.isfile(os.path.join(hf_dir, name)) for name in ("tokenizer.json", "tokenizer_config.json"))
+  vocab_size = _tokenizer_vocab(hf_dir) if has_tokenizer else cfg.vocab_size
   checkpoints = Checkpoints(target)
   checkpoints.save(0, {"step": 0, "params": params},
-                   {"model": dataclasses.asdict(cfg), "vocab_size": cfg.vocab_size, "source": os.path.abspath(hf_dir)})
+                   {**run_record(cfg, vocab_size, hf_dir if has_tokenizer else ""), "source": os.path.abspath(hf_dir)})
   checkpoints.close()
   return os.path.join(target, "0")
+
+
+def _tokenizer_vocab(hf_dir: str) -> int:
+  """The vocabulary of the directory's own tokenizer: what runs started from this checkpoint will record."""
+  from rr.data import DataError, HFTokenizer
+
+  try:
+    return HFTokenizer.from_dir(hf_dir).vocab_size
+  except DataError as e:
+    raise ConvertError(f"--from-hf {hf_dir}: {e}") from e
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "chat_template.jinja", "vocab.json", "merges.txt", "tokenizer.model", "generation_config.json")
+
+
+def _copy_tokenizer(record: dict, hf_dir: str) -> list[str]:
+  """Copies the recorded tokenizer directory's files into the export; returns the names copied."""
+  source = record.get("tokenizer_dir", "")
+  copied = []
+  for name in TOKENIZER_FILES if source and os.path.isdir(source) else ():
+    if os.path.isfile(os.path.join(source, name)) and not os.path.exists(os.path.join(hf_dir, name)):
+      shutil.copyfile(os.path.join(source, name), os.path.join(hf_dir, name))
+      copied.append(name)
+  if source and not copied:
+    print(f"rr.convert: the run's tokenizer directory {source} is gone or holds no tokenizer files; copy them "
+          f"into {hf_dir} yourself", file=sys.stderr)
+  return copied
 
 
 def rr_to_hf(workdir: str, hf_dir: str, dtype: str = "float32") -> str:
@@ -72,6 +106,7 @@ def rr_to_hf(workdir: str, hf_dir: str, dtype: str = "float32") -> str:
     models.to_hf(cfg, params, hf_dir, dtype)
   except models.HFCheckpointError as e:
     raise ConvertError(f"--to-hf {e}") from e
+  _copy_tokenizer(record, hf_dir)
   return hf_dir
 
 

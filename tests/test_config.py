@@ -11,7 +11,8 @@ from rr.config import ConfigError, apply_overrides, load_config, parse_arg, vali
 from rr.main import parse_command_line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG_ARGS = {"sft_jsonl.py": "train=/nonexistent/train.jsonl,test=/nonexistent/test.jsonl"}
+CONFIG_ARGS = {"sft_jsonl.py": "train=/nonexistent/train.jsonl,test=/nonexistent/test.jsonl",
+               "hf_sft.py": "model=/nonexistent/model", "hf_grpo.py": "model=/nonexistent/model"}
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "configs", "*.py"))))
@@ -21,7 +22,13 @@ def test_every_config_file_builds_and_validates(path, runlocal):
   config = load_config(f"{path}:{','.join(args)}" if args else path)
   validate(config)
   if runlocal:
-    assert config.train.steps <= 50 and config.model.preset == "nano"
+    assert config.train.steps <= 50 and (config.model.preset == "nano" or config.model.hf_path)
+
+
+@pytest.mark.parametrize("name", ["hf_sft.py", "hf_grpo.py"])
+def test_hf_configs_ask_for_the_model_directory(name):
+  with pytest.raises(ConfigError, match=f"configs/{name}:model="):
+    load_config(os.path.join(ROOT, "configs", name))
 
 
 def test_unknown_override_key_names_the_key_and_a_suggestion():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import numpy as np
 
@@ -14,9 +16,23 @@ def count_params(params) -> int:
 
 
 def build_model_config(config, vocab_size: int) -> models.ModelConfig:
+  """The model a run trains: a named preset sized to the tokenizer's vocabulary, or the architecture of the
+  Hugging Face directory config.model.hf_path (whose embedding table may have more rows than the tokenizer has
+  ids: HF checkpoints often pad it, and the padding rows are simply never a target)."""
+  runtime = dict(dtype=config.model.dtype, param_dtype=config.model.param_dtype,
+                 embed_one_hot=config.model.embed_one_hot, remat=config.model.remat)
+  if config.model.hf_path:
+    try:
+      model_cfg = models.hf_io.config_from_hf(models.hf_io.read_config(config.model.hf_path))
+    except models.HFCheckpointError as e:
+      raise ConfigError(f"config.model.hf_path: {e}") from e
+    if model_cfg.vocab_size < vocab_size:
+      raise ConfigError(f"config.model.hf_path={config.model.hf_path!r} has vocab_size={model_cfg.vocab_size} "
+                        f"embedding rows, fewer than the tokenizer's {vocab_size} ids; use the tokenizer that "
+                        "came with the model (config.tokenizer.path='' reads the model directory's)")
+    return dataclasses.replace(model_cfg, **runtime)
   try:
-    return models.model_config(config.model.preset, vocab_size=vocab_size, dtype=config.model.dtype,
-                               param_dtype=config.model.param_dtype, embed_one_hot=config.model.embed_one_hot)
+    return models.model_config(config.model.preset, vocab_size=vocab_size, **runtime)
   except ValueError as e:
     raise ConfigError(f"config.model: {e}") from e
 
