@@ -39,15 +39,20 @@ def main():
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    ap.add_argument("--param-dtype", default=None, choices=["float32", "bfloat16"],
+                    help="params' dtype (default: --dtype, as the peer's model.to(dtype)); float32 with "
+                         "--dtype bfloat16 is mixed precision, bfloat16 keeps a float32 master copy")
+    ap.add_argument("--remat", default="none", choices=["none", "full", "dots"])
     ap.add_argument("--embed-one-hot", type=int, default=None, choices=[0, 1],
                     help="one-hot matmul embedding (1) or a gather (0); default: 1 on CPU (rr's config "
                          "default; on par with the gather here), 0 elsewhere (a V-wide one-hot is waste on GPU)")
     a = ap.parse_args()
     one_hot = jax.default_backend() == "cpu" if a.embed_one_hot is None else bool(a.embed_one_hot)
 
-    cfg = model_config(*SIZES[a.size], dtype=a.dtype, param_dtype=a.dtype, embed_one_hot=one_hot)
+    cfg = model_config(*SIZES[a.size], dtype=a.dtype, param_dtype=a.param_dtype or a.dtype, embed_one_hot=one_hot,
+                       remat=a.remat)
     mesh = make_mesh()
-    optimizer = make_optimizer(base_config().optim, total_steps=1000)
+    optimizer = make_optimizer(base_config().optim, total_steps=1000, param_dtype=cfg.param_dtype)
     state, shardings = init_train_state(cfg, optimizer, mesh, seed=0)
     step = make_sft_step(Decoder(cfg), optimizer, shardings, mesh)
 
@@ -70,7 +75,8 @@ def main():
     med = statistics.median(times)
     print(json.dumps({
         "what": "train", "impl": "rr", "size": a.size, "device": jax.devices()[0].platform,
-        "jax": jax.__version__, "dtype": a.dtype, "embed_one_hot": cfg.embed_one_hot,
+        "jax": jax.__version__, "dtype": a.dtype, "param_dtype": cfg.param_dtype, "remat": a.remat,
+        "embed_one_hot": cfg.embed_one_hot,
         "batch": a.batch, "seq": a.seq, "params": n_params, "median_s": med,
         "tokens_per_s": a.batch * a.seq / med}), flush=True)
 
