@@ -19,21 +19,24 @@ VOCAB = CharTokenizer().vocab_size  # so configs/sft.py's tokenizer can drive th
 
 
 def save_tiny(path, family: str):
+  """family: qwen2 (tied, as Qwen2.5-0.5B), qwen3 and llama (untied), or any of them with "-untied" / "-tied"."""
   torch.manual_seed(0)
+  family, _, tying = family.partition("-")
+  tied = tying == "tied" if tying else family == "qwen2"
   common = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
                 num_attention_heads=4, num_key_value_heads=2, rope_theta=1000.0, rms_norm_eps=1e-6,
-                max_position_embeddings=128)
+                max_position_embeddings=128, tie_word_embeddings=tied)
   if family == "qwen2":
-    model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**common, tie_word_embeddings=True))
+    model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**common))
   elif family == "llama":
-    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**common, tie_word_embeddings=False))
+    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**common))
   else:
-    model = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(**common, head_dim=16, tie_word_embeddings=False))
+    model = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(**common, head_dim=16))
   model.save_pretrained(path, safe_serialization=True)
   return model.eval()
 
 
-@pytest.mark.parametrize("family", ["qwen2", "qwen3", "llama"])
+@pytest.mark.parametrize("family", ["qwen2", "qwen2-untied", "qwen3", "qwen3-tied", "llama", "llama-tied"])
 def test_from_hf_gives_the_logits_of_the_transformers_model(tmp_path, family):
   hf = save_tiny(tmp_path / family, family)
   with torch.no_grad():  # make biases and norm scales non-trivial, so a mis-mapped one shows
@@ -41,7 +44,9 @@ def test_from_hf_gives_the_logits_of_the_transformers_model(tmp_path, family):
       p.add_(0.05 * torch.randn_like(p))
   hf.save_pretrained(tmp_path / family, safe_serialization=True)
   cfg, params = models.from_hf(str(tmp_path / family))
-  assert cfg.qkv_bias == (family == "qwen2") and cfg.qk_norm == (family == "qwen3")
+  base = family.partition("-")[0]
+  assert cfg.qkv_bias == (base == "qwen2") and cfg.qk_norm == (base == "qwen3")
+  assert cfg.tie_embeddings == ("lm_head" not in params) == hf.config.tie_word_embeddings
   tokens = np.random.default_rng(0).integers(0, VOCAB, (2, 9))
   with torch.no_grad():
     want = hf(torch.tensor(tokens)).logits.numpy()
