@@ -220,10 +220,19 @@ def test_one_registry_for_every_kind_of_task():
 
 def test_score_and_step_reward_on_benchmark_tasks():
   s = score(M, "<think>a\nb</think>\\boxed{0.75}", 9)
-  assert (s.correct, s.steps_ok, s.answer, s.length) == (True, None, "\\boxed{0.75}", 9)
+  assert (s.correct, s.steps_ok, s.answer, s.length) == (True, None, "3/4", 9)
   assert score(C, "<think>a</think>C", 3).correct is False
   steps = rewards.step_correctness()([""] * 3, ["<think>a\nb</think>72", "<think>a</think>B", "x"], [G, C, M])
   assert list(steps) == [0.0, 0.0, 0.0]
+
+
+def test_answers_written_differently_share_one_vote():
+  """maj@k votes on what an answer means for benchmark data, not on how it is written."""
+  keys = lambda example, answers: [score(example, f"<think>x</think>{a}", 3).answer for a in answers]  # noqa: E731
+  assert keys(C, ["B", "(B)", "The answer is B.", "C", "no idea"]) == ["B", "B", "B", "C", None]
+  assert keys(M, ["0.75", "\\frac{3}{4}", "$\\dfrac34$", "\\boxed{0.750}", "x+1", "x + 1"]) == \
+      ["3/4", "3/4", "3/4", "3/4", "x+1", "x+1"]
+  assert keys(G, ["#### 1,234", "1234", "1234.0", "72"]) == ["1234", "1234", "1234", "72"]
 
 
 def test_assemble_reports_choice_confusion_and_no_step_accuracy():

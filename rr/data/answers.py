@@ -280,6 +280,21 @@ def verify_choice(answer_text: str, example) -> bool:
   return choice_letter(answer_text, example.meta or DEFAULT_LABELS) == example.answer
 
 
+def vote_key(answer_text: str, example) -> str | None:
+  """The answer as a majority vote counts it, for data tasks: the chosen letter for choice data ("B", "(B)" and
+  "The answer is B" are one vote); for gsm8k / math the normalised final answer, numbers as exact fractions
+  ("0.5", "1/2" and "\\frac{1}{2}" are one vote). None when nothing can be read; never raises."""
+  try:
+    if example.task == "choice":
+      return choice_letter(answer_text, example.meta or DEFAULT_LABELS)
+    final = extract_answer(example.task, answer_text)
+    key = normalize(final) if final is not None else ""
+    number = _number(key)
+    return str(number[0]) if number is not None else (key or None)
+  except Exception:  # junk text is an unreadable answer, never a crash
+    return None
+
+
 # Data tasks: Example.task -> verifier(student answer text, example) -> bool. They have no step checker.
 VERIFIERS: dict[str, Callable[[str, object], bool]] = {"gsm8k": verify_gsm8k, "math": verify_math,
                                                        "choice": verify_choice}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 
 from rr.data import THINK_CLOSE, THINK_OPEN, parse_completion
+from rr.data.answers import VERIFIERS, vote_key
 from rr.rewards.builtin import is_correct, split_confidence, step_checker
 
 
@@ -21,7 +22,8 @@ from rr.rewards.builtin import is_correct, split_confidence, step_checker
 class Scored:
   """One completion, scored against its example."""
   text: str
-  answer: str | None  # whitespace-normalised answer text (the vote key), None when unparsed
+  answer: str | None  # the vote key: whitespace-normalised answer text, or for data tasks what it means
+  #                     (rr.data.answers.vote_key: a choice letter, a normalised number); None when unparsed
   correct: bool  # the task's verifier (rr.rewards.builtin.verifier) accepts the answer; False when unparsed
   steps_ok: bool | None  # correct AND every rationale step passes the step checker; None without a checker
   confidence: float | None  # the stated "confidence: c" in [0, 1], if any
@@ -34,6 +36,8 @@ def score(example, text: str, length: int) -> Scored:
   answer_text, confidence = split_confidence(raw_answer)
   unclosed = THINK_OPEN in text and THINK_CLOSE not in text
   answer = None if unclosed or not answer_text.strip() else " ".join(answer_text.split())
+  if answer is not None and example.task in VERIFIERS:  # data tasks vote on what the answer means
+    answer = vote_key(answer_text, example)
   correct = answer is not None and bool(is_correct(text, example))
   steps_ok = None
   check = step_checker(example.task)
