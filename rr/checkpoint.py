@@ -57,18 +57,9 @@ class Checkpoints:
                             f"{type(e).__name__}: {e}). Move it aside or pass another --workdir; "
                             "rr never deletes checkpoints.") from e
 
-  def restore(self, step: int, abstract_state: Any, expect: dict) -> Any:
-    """Restores `step` into the shapes and shardings of `abstract_state` after checking the record.
-
-    `expect` holds record entries that must match (e.g. model config, vocabulary size).
-    """
-    record = self.read_record(step)
-    for key, want in expect.items():
-      got = record.get(key)
-      if got != want:
-        raise CheckpointError(
-            f"checkpoint {self.directory}/{step} was written with {key}={got}, but this run has {key}={want}. "
-            "Use the config that wrote it, or pass a new --workdir to start a fresh run.")
+  def restore(self, step: int, abstract_state: Any) -> Any:
+    """Restores `step` into the shapes and shardings of `abstract_state` (callers check the record first:
+    rr.train.state.check_record)."""
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract_state)))
@@ -87,14 +78,8 @@ class Checkpoints:
                             f"{str(e)[:300]}); it may be corrupt") from e
     return restored["state"]["params"]
 
-  def restore_params(self, step: int, like_params: Any, expect: dict) -> Any:
+  def restore_params(self, step: int, like_params: Any) -> Any:
     """Only the params of `step`, placed like `like_params` (e.g. to start RL from an SFT run)."""
-    record = self.read_record(step)
-    for key, want in expect.items():
-      if record.get(key) != want:
-        raise CheckpointError(
-            f"checkpoint {self.directory}/{step} was written with {key}={record.get(key)}, but this run has "
-            f"{key}={want}; use a config whose model and tokenizer match it")
     raw = self.read_params(step)
     params = _in_layout_of(like_params, raw, f"{self.directory}/{step}")
     return jax.tree.map(lambda x, like: jax.device_put(x, like.sharding).astype(like.dtype), params, like_params)

@@ -85,7 +85,7 @@ def starting_state(model_cfg: models.ModelConfig, optimizer: optax.GradientTrans
     check_record(source, step, record)
     like = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                         jax.eval_shape(lambda: models.init_params(model_cfg, jax.random.key(0))), shardings["params"])
-    params = source.restore_params(step, like, expect={})
+    params = source.restore_params(step, like)
   elif hf_path:
     params = models.from_hf(hf_path, dtype=model_cfg.param_dtype, shardings=shardings["params"])[1]
   return init_train_state(model_cfg, optimizer, mesh, seed, value_head, params)
@@ -131,7 +131,7 @@ def restore_or_init(checkpoints: Checkpoints, record: dict, model_cfg: models.Mo
   abstract = jax.eval_shape(lambda: init_train_state(model_cfg, optimizer, mesh, seed, value_head)[0])
   abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
   check_record(checkpoints, latest, record)
-  return checkpoints.restore(latest, abstract, expect={}), shardings, latest
+  return checkpoints.restore(latest, abstract), shardings, latest
 
 
 def open_run(workdir: str, config, model_cfg: models.ModelConfig, optimizer: optax.GradientTransformation,
