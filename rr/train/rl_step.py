@@ -136,7 +136,8 @@ class RLStep:
                        strategy=self.strategy, rng=key, num_samples=rl.group_size)
     examples = [self.examples[i] for i in picked for _ in range(rl.group_size)]
     completions = [decode_completion(self.tokenizer, row) for row in out.tokens]
-    prompt_texts = [format_prompt(e.question, self.tokenizer) for e in examples]
+    texts = [format_prompt(self.examples[i].question, self.tokenizer) for i in picked]  # a chat template
+    prompt_texts = [text for text in texts for _ in range(rl.group_size)]  # renders once per prompt, not per row
     mask_NxC = np.arange(out.tokens.shape[1])[None, :] < out.lengths[:, None]
     rewards_NxK, valid_N, failures = score_rewards(self.reward_fns, prompt_texts, completions, examples,
                                                    tokens_NxC=out.tokens, mask_NxC=mask_NxC)
