@@ -8,7 +8,7 @@ stage's own reports. This is configs/default.py; the README has its measured tab
 import os
 import runpy
 
-from rr.config import parse_arg
+from rr.config import parse_arg, shrink_rl_for_runlocal
 
 
 def get_config(arg=None):
@@ -32,8 +32,5 @@ def get_config(arg=None):
     c.train.eval_every = 0
     c.train.log_every = 2
     c.rl.steps = 4
-    c.rl.prompts_per_step = 2
-    c.rl.group_size = 4
-    c.rl.max_new_tokens = 16
-    c.rl.dynamic_sampling = False
+    shrink_rl_for_runlocal(c)  # after the recipe above, which set the full RL sizes
   return c

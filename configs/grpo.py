@@ -33,9 +33,5 @@ def get_config(arg=None):
   c.rl.dynamic_sampling = True
   if args.runlocal:
     shrink_for_runlocal(c)
-    c.rl.prompts_per_step = 2
-    c.rl.group_size = 4
-    c.rl.max_new_tokens = 16
-    c.rl.dynamic_sampling = False
     c.train.log_every = 1
   return c

@@ -43,9 +43,5 @@ def get_config(arg=None):
     here = os.path.dirname(os.path.abspath(__file__))
     runpy.run_path(os.path.join(here, "hf_sft.py"))["shrink_runlocal_hf"](c)
     c.optim.lr = 1e-4
-    c.rl.prompts_per_step = 2
-    c.rl.group_size = 4
-    c.rl.max_new_tokens = 16
-    c.rl.dynamic_sampling = False
     c.train.log_every = 1
   return c

@@ -146,8 +146,9 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
   return out
 
 
-def load_config(spec: str) -> ml_collections.ConfigDict:
-  """Loads `path/to/config.py[:arg]` and returns its validated ConfigDict."""
+def load_config(spec: str, overrides: list[tuple[str, str]] = ()) -> ml_collections.ConfigDict:
+  """Loads `path/to/config.py[:arg]`, applies command-line `overrides` (see apply_overrides) and returns the
+  validated ConfigDict."""
   path, _, arg = spec.partition(":")
   if not os.path.isfile(path):
     raise ConfigError(f"config file {path!r} does not exist; pass --config configs/<name>.py (see configs/)")
@@ -161,6 +162,8 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
     raise ConfigError(f"config file {path!r} has no get_config(arg) function")
   config = module.get_config(arg or None)
   validate(config, source=path)
+  if overrides:
+    apply_overrides(config, overrides)
   return config
 
 
@@ -313,4 +316,13 @@ def shrink_for_runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   c.eval.num_examples = min(c.eval.num_examples, c.data.test_size)
   c.eval.batch_size = 16
   c.eval.max_new_tokens = min(c.eval.max_new_tokens, 32)
+  return shrink_rl_for_runlocal(c)
+
+
+def shrink_rl_for_runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The RL part of `runlocal`: 2 prompts x 4 completions of 16 tokens, one sampling round per step."""
+  c.rl.prompts_per_step = 2
+  c.rl.group_size = 4
+  c.rl.max_new_tokens = 16
+  c.rl.dynamic_sampling = False
   return c

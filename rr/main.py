@@ -61,14 +61,13 @@ def initialize_distributed() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-  from rr.config import apply_overrides, load_config
+  from rr.config import load_config
   from rr.errors import UserError
 
   argv = sys.argv[1:] if argv is None else argv
   try:
     spec, overrides, workdir = parse_command_line(argv)
-    config = load_config(spec)
-    apply_overrides(config, overrides)
+    config = load_config(spec, overrides)
     if workdir is None:
       workdir = tempfile.mkdtemp(prefix="rr_run_")
       print(f"rr: no --workdir given; writing to {workdir}", file=sys.stderr)

@@ -50,7 +50,7 @@ def parse_command_line(argv: list[str]):
 
 
 def main(argv: list[str] | None = None) -> int:
-  from rr.config import apply_overrides, load_config
+  from rr.config import load_config
   from rr.errors import UserError
 
   argv = sys.argv[1:] if argv is None else argv
@@ -69,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     samples = max(ks) if args.samples is None else args.samples
     run.check_sampling_flags(ks, samples, args.temperature, args.ece_bins, args.num_examples)
     run.resolve_checkpoint(args.checkpoint)  # a missing or wrong directory is named before the config loads
-    config = load_config(args.config)
-    apply_overrides(config, overrides)
+    config = load_config(args.config, overrides)
     prepared = run.prepare(args.checkpoint, config, out=args.out, ks=ks, samples=samples,
                            temperature=args.temperature, ece_bins=args.ece_bins, num_examples=args.num_examples)
     results = run.evaluate(prepared, ks=ks, samples=samples, temperature=args.temperature, ece_bins=args.ece_bins)

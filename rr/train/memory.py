@@ -183,15 +183,14 @@ def format_report(report: list[tuple[str, dict[str, int]]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-  from rr.config import apply_overrides, load_config
+  from rr.config import load_config
   from rr.errors import UserError
   from rr.main import parse_command_line
 
   argv = sys.argv[1:] if argv is None else argv
   try:
     spec, overrides, _ = parse_command_line(argv)
-    config = load_config(spec)
-    apply_overrides(config, overrides)
+    config = load_config(spec, overrides)
     print(format_report(config_report(config)))
   except UserError as e:
     print(f"rr: error: {e}", file=sys.stderr)
