@@ -99,6 +99,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.rl.top_p = 1.0
   c.rl.rewards = "correctness,format"  # rr.train.grpo.REWARDS names, comma-separated
   c.rl.reward_weights = "1.0,0.1"  # one weight per reward
+  # How the weighted rewards make one reward per completion: weighted_sum | normalize_then_sum (GDPO: each
+  # reward normalised in its group, then weighted) | gate (Posterior-GRPO: process rewards such as
+  # step_correctness count only when correctness is 1; needs both in rl.rewards). rr.rewards.combine.
+  c.rl.reward_combine = "weighted_sum"
   c.rl.length_target = 32  # tokens; the "length_penalty" reward is 0 up to here, then linear
   c.rl.overlong_buffer = 16  # DAPO's L_cache for the "overlong" reward (L_max = rl.max_new_tokens)
   c.rl.advantage = "grpo"  # grpo | drgrpo | rloo | reinforce++ | ppo (value head + GAE; group_size 1 is fine)
@@ -111,7 +115,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.rl.dual_clip_c = 0.0
   c.rl.aggregation = "seq-mean-token-mean"  # token-mean (DAPO) | seq-mean-token-sum-norm (Dr.GRPO)
   c.rl.kl_beta = 0.0  # > 0 builds a frozen reference copy of the initial params
-  c.rl.kl_estimator = "k3"
+  c.rl.kl_estimator = "k3"  # k1 | k2 | k3: the logged `kl` (and, with kl_mode "loss", the term differentiated)
+  c.rl.kl_mode = "gradient"  # gradient: the sequence KL's score-function gradient (2506.09477) | loss: TRL's k_n
   c.rl.entropy_coef = 0.0
   c.rl.mask_truncated = False
   c.rl.dynamic_sampling = False  # DAPO: drop groups with equal rewards and sample more prompts

@@ -40,7 +40,7 @@ def test_last_boxed(text, content):
     ("-3", "-3.0"), (r"-\frac{3}{4}", "-0.75"), (r"\frac{-3}{4}", "-0.75"), ("1,234", "1234"), ("5.0", "5"),
     ("$5$", "5"), (r"\(5\)", "5"), (r"\boxed{7}", "7"), (r"\$18", "18"), ("x = 3", "3"), (r"y=\frac{1}{2}", ".5"),
     (r"10^\circ", "10"), (r"10^{\circ}", "10"), (r"50\%", "50"), ("50%", "50"), (r"5 \text{ cm}", "5"),
-    (r"\text{Monday}", "Monday"), (r"5\!0", "50"), (r"1\,000", "1000"), ("0.3333333", "1/3"),
+    (r"\text{Monday}", "Monday"), (r"5\!0", "50"), (r"1\,000", "1000"),
     (r"\frac{\sqrt{3}}{2}", r"\dfrac{\sqrt3}{2}"), (r"\left( 1, 2 \right)", "(1,2)"),
     (r"(0.5, 3)", r"(\frac12, 3.0)"), ("[1, 2)", "[1,2)"), ("2 \\pi", "2\\pi"), ("1e3", "1000"),
 ])
@@ -56,6 +56,24 @@ def test_math_equal_accepts_the_same_answer_written_differently(pred, ref):
 ])
 def test_math_equal_rejects_different_answers_and_junk(pred, ref):
   assert not math_equal(pred, ref) and not math_equal(ref, pred)
+
+
+@pytest.mark.parametrize("pred, ref, equal", [
+    ("1/3", "0.3333333", True), ("0.3333333", "1/3", False),  # a long reference decimal asks for a tolerance
+    ("3.14159265", "3.141593", True), ("3.1416", "3.14159265", False), ("3.14159265", "3.1416", False),
+    ("1000001.000000", "1000000", False), ("1000001", "1000000", False),  # integers compare exactly
+    ("1000000.000000", "1000000", True),
+])
+def test_only_the_reference_asks_for_a_tolerance(pred, ref, equal):
+  assert math_equal(pred, ref) is equal
+
+
+@pytest.mark.parametrize("pred, ref, equal", [
+    ("1 2", "12", False), ("1\n2", "12", False), (r"5 \text{ or } 7", "57", False), ("0.5 .5", "0.5.5", False),
+    ("(1, 2)", "(1,2)", True), (r"\frac 1 2", "1/2", True), ("1 ,234", "1234", True), (r"1\,000\,000", "1000000", True),
+])
+def test_whitespace_between_numbers_keeps_them_apart(pred, ref, equal):
+  assert math_equal(pred, ref) is equal
 
 
 def test_math_equal_never_raises_and_stays_fast_on_junk():

@@ -118,3 +118,13 @@ def test_jsonl_job_trains_and_scores_by_exact_match(tmp_path, capsys):
   with open(workdir / "summary.json") as f:
     summary = json.load(f)
   assert summary["eval/num_examples"] == 8 and "eval/step_accuracy" not in summary
+
+
+def test_reward_weights_that_pay_for_wrong_answers_are_refused_before_work(tmp_path, capsys):
+  # The old calibration reward at correctness's weight: expected reward falls with accuracy below p = 0.25.
+  grpo_config = os.path.join(ROOT, "configs", "grpo.py")
+  code, err = run_main(capsys, "--config", f"{grpo_config}:runlocal", "--config.rl.rewards=correctness,calibration_brier",
+                       "--config.rl.reward_weights=1,1", "--workdir", str(tmp_path / "w"))
+  assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+  assert "correctness=1, calibration_brier=1" in err and "[0, 0.25]" in err and "rl.reward_weights=2,1" in err
+  assert not (tmp_path / "w").exists()

@@ -12,7 +12,7 @@ from rr.config import apply_overrides, base_config
 from rr.data import DataError, load_examples, load_jsonl, load_records
 from rr.eval.run import assemble
 from rr.eval.scoring import score
-from rr.rewards.builtin import is_correct, step_checker, verifier
+from rr.rewards.builtin import chain_checker, is_correct, step_checker, verifier
 from rr.tasks import Example, get_task
 from rr.train.inputs import load_inputs
 
@@ -203,9 +203,15 @@ C = Example(question="q\nA. 3\nB. 4\nC. 5", rationale="", answer="B", task="choi
     (C, "<think>x</think>B", True),
     (C, "<think>x</think>A or B", False),
     (C, "<think>x</think>D", False),  # not one of this question's letters
+    (G, "<think>so #### 72", False),  # an unclosed <think> has no answer, whatever it holds
+    (M, "<think>so \\boxed{0.75}", False),
+    (C, "<think>The answer is B", False),
+    (G, "72", True),  # no <think> opened: the whole text is the answer
 ])
 def test_is_correct_verifies_benchmark_tasks(example, completion, right):
+  """The reward's verdict, and the evaluation's (the two read one answer, so they always agree)."""
   assert is_correct(completion, example) is right
+  assert score(example, completion, 1).correct is right
 
 
 def test_one_registry_for_every_kind_of_task():
@@ -216,6 +222,8 @@ def test_one_registry_for_every_kind_of_task():
   assert verifier("")("the cat", user) and not verifier("math")("1", M)
   assert step_checker("") is None and step_checker("gsm8k") is None and step_checker("choice") is None
   assert step_checker("addition") is not None
+  assert chain_checker("") is None and chain_checker("math") is None and chain_checker("choice") is None
+  assert chain_checker("addition")(addition.rationale, addition)
 
 
 def test_score_and_step_reward_on_benchmark_tasks():

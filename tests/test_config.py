@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from rr.config import ConfigError, apply_overrides, load_config, parse_arg, validate
@@ -91,3 +92,56 @@ def test_main_exits_nonzero_with_one_message_before_work(tmp_path):
   assert result.returncode == 2
   assert "unknown key 'stpes'" in result.stderr and "Traceback" not in result.stderr
   assert not (tmp_path / "run").exists()
+
+
+def _rl(rewards, weights):
+  rl = load_config(os.path.join(ROOT, "configs", "grpo.py")).rl
+  rl.rewards, rl.reward_weights = rewards, weights
+  return rl
+
+
+def test_best_expected_reward_matches_the_closed_forms():
+  from rr.rewards import incentives
+
+  p, v = incentives.best_expected_reward({"correctness": 1.0, "calibration_brier": 1.0})
+  np.testing.assert_allclose(v, p + 1 - 2 * p * (1 - p), atol=1e-12)  # c = p; falls below p = 0.25
+  p, v = incentives.best_expected_reward({"calibration": 1.0})
+  np.testing.assert_allclose(v, p ** 2, atol=1e-12)  # RLCR alone: p - p(1 - p)
+  p, v = incentives.best_expected_reward({"calibration_linear": 1.0, "format": 5.0})
+  np.testing.assert_allclose(v, np.maximum(0, 2 * p - 1), atol=1e-12)  # c = 0 below p = 1/2, else 1; format: no p
+
+
+def test_reward_weights_under_which_reward_falls_with_accuracy_are_refused():
+  from rr.train import grpo
+
+  with pytest.raises(ConfigError) as e:
+    grpo.build_rewards(_rl("correctness,calibration_brier", "1,1"), None)
+  message = str(e.value)
+  assert "correctness=1, calibration_brier=1" in message and "accuracy in [0, 0.25]" in message
+  assert "'calibration'" in message and "rl.reward_weights=2,1" in message
+  with pytest.raises(ConfigError, match=r"calibration_linear=1\): .* accuracy in \[0, 0.5\].*add 'correctness'"):
+    grpo.build_rewards(_rl("format,calibration_linear", "0.1,1"), None)
+  with pytest.raises(ConfigError, match=r"\(correctness=-1, format=1\).*in \[0, 1\].*rl.reward_weights=0.05,1"):
+    grpo.build_rewards(_rl("correctness,format", "-1,1"), None)
+
+
+@pytest.mark.parametrize("rewards, weights", [
+    ("correctness,calibration", "1,1"),  # RLCR: any positive weights
+    ("calibration", "1"),
+    ("correctness,calibration_brier", "1,0.5"),  # the Brier term at half correctness's weight: V = 0.5 + p^2
+    ("correctness,calibration_linear,format", "1,1,0.1"),
+    ("format", "1"),  # nothing reads accuracy: nothing to check
+    ("correctness,format", "0,1"),  # correctness only as the pass-rate filter's input
+])
+def test_reward_weights_under_which_reward_rises_with_accuracy_are_accepted(rewards, weights):
+  from rr.train import grpo
+
+  fns, _ = grpo.build_rewards(_rl(rewards, weights), None)
+  assert len(fns) == len(rewards.split(","))
+
+
+def test_reward_combine_defaults_to_weighted_sum_and_is_typed():
+  config = load_config(os.path.join(ROOT, "configs", "grpo.py"))
+  assert config.rl.reward_combine == "weighted_sum"
+  apply_overrides(config, [("rl.reward_combine", "gate")])
+  assert config.rl.reward_combine == "gate"

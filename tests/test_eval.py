@@ -32,6 +32,19 @@ def test_planted_wrong_step_with_right_answer_fails_only_the_step_check():
   assert score_completion(example, completion) == (True, False)
 
 
+def test_an_incomplete_chain_is_no_right_chain():
+  example = addition_example()  # 865+673=1538: three columns
+  assert score_completion(example, "<think>5+3+0=08</think>1538") == (True, False)
+  assert score_completion(example, "<think>5+3+0=08\n6+7+0=13</think>1538") == (True, False)
+  assert score_completion(example, "<think>" + example.rationale + "\n0+0+0=00</think>1538") == (True, False)
+
+
+def test_unclosed_think_is_unparsed_for_benchmark_data_too():
+  example = Example(question="q", rationale="", answer="72", task="gsm8k")
+  scored = score(example, "<think>so #### 72", length=0)
+  assert (scored.answer, scored.correct) == (None, False)
+
+
 def test_wrong_answer_fails_both_and_unparseable_text_never_raises():
   example = addition_example()
   wrong = str(int(example.answer) + 1)

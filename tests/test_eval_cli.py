@@ -52,6 +52,7 @@ def test_cli_writes_every_metric_report_and_plot(evaluated, sft_workdir):
   assert results["cot_pass@4"] <= results["pass@4"]
   assert set(results["length"]) == {"mean", "min", "p50", "p90", "max"}
   assert results["ece"] is None and results["brier"] is None  # this untrained model states no confidence
+  assert results["confidence_coverage"]["stated"] == 0 and results["confidence_coverage"]["total"] == 8 * (1 + 4)
   for name in ("report.md", "pass_at_k.png", "lengths.png", "completions.jsonl"):
     assert os.path.getsize(os.path.join(out, name)) > 0, name
   assert not os.path.exists(os.path.join(out, "reliability.png"))
@@ -162,8 +163,28 @@ def test_metrics_by_hand_on_planted_completions(tmp_path):
   assert r["brier"] == pytest.approx((0.2 ** 2 + 0.4 ** 2) / 2)
   assert r["ece"] == pytest.approx(0.5 * 0.2 + 0.5 * 0.4)
   assert r["calibration"]["count"] == 2
+  # ...over 2 of the 9 completions (3 greedy, 6 sampled): 1 of the 4 right ones and 1 of the 5 wrong ones.
+  assert r["confidence_coverage"] == {"stated": 2, "total": 9, "coverage": pytest.approx(2 / 9), "stated_right": 1,
+                                      "right": 4, "stated_wrong": 1, "wrong": 5}
 
   paths = report.write_all(str(tmp_path / "out"), r, examples, greedy, sampled)
   assert os.path.getsize(paths["reliability.png"]) > 0
-  assert "ECE 0.300" in open(paths["report.md"]).read()
-  assert json.load(open(paths["eval.json"]))["brier"] == pytest.approx(0.1)
+  markdown = open(paths["report.md"]).read()
+  assert "ECE 0.300" in markdown
+  assert "| ECE (2 of 9) | 0.300 |" in markdown and "| Brier (2 of 9) | 0.100 |" in markdown
+  assert "| confidence coverage (completions that state one) | 0.222 |" in markdown
+  assert "2 of 9 completions (greedy and sampled) state a confidence; 1 of 4 right answers, 1 of 5 wrong" in markdown
+  written = json.load(open(paths["eval.json"]))
+  assert written["brier"] == pytest.approx(0.1)
+  assert written["confidence_coverage"]["stated"] == 2 and written["confidence_coverage"]["total"] == 9
+
+
+def test_report_without_stated_confidences_gives_the_coverage(tmp_path):
+  e1 = get_task("addition").generate(np.random.default_rng(4), 2)
+  greedy, sampled = [score(e1, format_completion(e1), 10)], [[score(e1, format_completion(e1), 10)]]
+  r = assemble([e1], greedy, sampled, ks=[1])
+  assert r["ece"] is None and r["brier"] is None
+  assert r["confidence_coverage"] == {"stated": 0, "total": 2, "coverage": 0.0, "stated_right": 0, "right": 2,
+                                      "stated_wrong": 0, "wrong": 0}
+  markdown = open(report.write_all(str(tmp_path / "out"), r, [e1], greedy, sampled)["report.md"]).read()
+  assert "No completion states a confidence (0 of 2;" in markdown and "| ECE (0 of 2) | - |" in markdown

@@ -69,3 +69,15 @@ def test_lengths_accuracy_by_key_and_choice_confusion():
   out = metrics.choice_confusion(["A", "B", None, "Z", "B"], ["A", "A", "B", "B", "B"], ["A", "B"])
   assert out["accuracy"] == pytest.approx(2 / 5)
   assert out["confusion"] == {"A": {"A": 1, "B": 1, "unparsed": 0}, "B": {"A": 0, "B": 1, "unparsed": 2}}
+
+
+def test_confidence_coverage_by_hand():
+  # 5 completions: confidences on 2 of the 3 right ones and on none of the 2 wrong ones -- the pattern of a
+  # model that leaves the confidence out where it is wrong, which ECE and Brier alone cannot see.
+  out = metrics.confidence_coverage([0.9, None, 0.8, None, None], [True, True, True, False, False])
+  assert out == {"stated": 2, "total": 5, "coverage": 0.4, "stated_right": 2, "right": 3, "stated_wrong": 0,
+                 "wrong": 2}
+  assert metrics.confidence_coverage([0.0], [False])["coverage"] == 1.0  # a stated 0 is a stated confidence
+  assert math.isnan(metrics.confidence_coverage([], [])["coverage"])
+  with pytest.raises(ValueError, match="2 confidences for 1 verdicts"):
+    metrics.confidence_coverage([0.5, 0.5], [True])

@@ -67,3 +67,23 @@ def test_when_rounds_run_out_the_batch_is_topped_up_with_dropped_groups():
   # The kept group comes first, then the dropped one fills the batch to its fixed size.
   assert out.batch.prompts == [[0, 1], [0, 0]]
   np.testing.assert_array_equal(out.batch.total_N, [0, 1, 0, 0, 1, 1, 1, 1])
+
+
+def test_a_round_that_fills_the_batch_exactly_is_the_last():
+  # Round 0 keeps 1 group and round 1 the 1 still needed: the batch is full after 2 rounds, so no third
+  # round is drawn (it would cost a sampling pass and change which prompts the step sees).
+  rounds = {0: [0, 1, 0, 0,  1, 1, 1, 1], 1: [0, 0, 0, 0,  1, 0, 1, 1], 2: [0, 1, 0, 1,  0, 1, 1, 1]}
+  calls = []
+
+  def sample_round(r):
+    calls.append(r)
+    return make_groups(rounds[r], tag=r)
+
+  out = collect_groups(sample_round, num_groups=2, max_rounds=3, keep=lambda g: keep_groups(g, drop_equal=True))
+  assert calls == [0, 1] and out.rounds == 2 and out.kept == 2
+  assert out.sampled.num_groups == 4 and out.sampled.tokens.shape[0] == 16  # samples drawn: 2 rounds x 2 x 4
+  np.testing.assert_array_equal(out.batch.tokens[:, 0], [0, 1, 2, 3, 104, 105, 106, 107])
+  # One round that fills the batch by itself is the only one.
+  calls.clear()
+  out = collect_groups(sample_round, num_groups=1, max_rounds=3, keep=lambda g: keep_groups(g, drop_equal=True))
+  assert calls == [0] and out.rounds == 1 and out.sampled.num_groups == 2

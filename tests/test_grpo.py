@@ -162,22 +162,28 @@ def test_two_epochs_per_batch_record_old_logprobs(sft_workdir, tmp_path, length_
 
 
 def test_config_names_build_the_built_in_rewards_with_token_lengths():
+  from rr.rewards import score_rewards
+
   rl = base_config().rl
   rl.rewards, rl.reward_weights = "overlong,calibration,length_penalty", "1,1,1"
   rl.max_new_tokens, rl.overlong_buffer, rl.length_target = 10, 4, 5
   tokenizer = CharTokenizer()
   fns, weights = grpo.build_rewards(rl, tokenizer)
-  assert [f.name for f in fns] == ["overlong", "calibration_brier", "length_penalty"]
+  assert [f.name for f in fns] == ["overlong", "calibration", "length_penalty"]
   np.testing.assert_array_equal(weights, [1, 1, 1])
   example = Example(question="1+2", rationale="1+2+0=03", answer="3")
   text = "<think>x</think>3\nconfidence: 0.8"  # a right answer stated with confidence 0.8
-  n = len(tokenizer.encode(text))
+  ids = tokenizer.encode(text) + [tokenizer.eos_id]
+  n = len(ids)  # the sampled tokens, eos included: what the length rewards count
   assert n != len(text)  # <think> and </think> are one token each, so lengths really are token counts
-  # overlong: soft limit 10 - 4 = 6; n > 10 -> -1. length_penalty: -(n - 5) / 5. brier: 1 - 2 * 0.2^2.
-  got = [float(f(["p"], [text], [example])[0]) for f in fns]
-  np.testing.assert_allclose(got, [-1.0, 1 - 2 * 0.2 ** 2, -(n - 5) / 5], rtol=1e-6)
-  assert float(fns[0](["p"], ["<think>12</think>"], [example])[0]) == 0.0  # 4 tokens <= 6
-  assert float(fns[0](["p"], ["<think>12345</think>"], [example])[0]) == pytest.approx((6 - 7) / 4)
+  tokens, mask = np.array([ids], np.int32), np.ones((1, n), bool)
+  # overlong: soft limit 10 - 4 = 6; n > 10 -> -1. length_penalty: -(n - 5) / 5. calibration (RLCR): 1 - 0.2^2.
+  got, valid, _ = score_rewards(fns, ["p"], [text], [example], tokens_NxC=tokens, mask_NxC=mask)
+  assert valid.all()
+  np.testing.assert_allclose(got[0], [-1.0, 1 - 0.2 ** 2, -(n - 5) / 5], rtol=1e-6)
+  overlong = fns[0]
+  assert float(overlong(np.zeros((1, 4), np.int32), np.ones((1, 4), bool))[0]) == 0.0  # 4 tokens <= 6
+  assert float(overlong(np.zeros((1, 7), np.int32), np.ones((1, 7), bool))[0]) == pytest.approx((6 - 7) / 4)
   rl.overlong_buffer = 0
   with pytest.raises(ConfigError, match="config.rl: overlong_shaping"):
     grpo.build_rewards(rl, tokenizer)
@@ -206,6 +212,7 @@ def test_dynamic_sampling_with_no_signal_stops_at_the_round_cap(sft_workdir, tmp
     ([("rl.reward_weights", "1.0")], "1 weights for 2 rewards"),
     ([("rl.group_size", "1")], "at least 2 completions"),
     ([("rl.aggregation", "sum")], "config.rl: PolicyLossConfig.aggregation='sum'"),
+    ([("rl.kl_mode", "k3")], "config.rl: PolicyLossConfig.kl_mode='k3'"),
 ])
 def test_rl_config_errors_name_the_key(overrides, message, tmp_path):
   config = load_config(os.path.join(ROOT, "configs", "grpo.py") + ":runlocal")

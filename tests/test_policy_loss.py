@@ -1,5 +1,6 @@
 """The policy loss, each option against numbers worked out by hand here, and GPPO's gradient."""
 
+import dataclasses
 import math
 
 import jax
@@ -229,3 +230,98 @@ def test_clipped_value_loss():
   loss, m = value_loss(*map(jnp.asarray, (values, returns, old, mask)), clip_eps=0.2)
   assert float(loss) == pytest.approx(0.5 * (1.69 + 1.0) / 2, rel=1e-5)
   assert float(m["value_clip_frac"]) == pytest.approx(0.5)
+
+
+# Each clip bound on its own row, with eps_low != eps_high, so swapping them changes a value or a gradient.
+# One token, token-mean: the loss is -min(rho*A, clip(rho)*A); its gradient in logp is -rho*A unclipped,
+# 0 when the clip binds ("clip") or -(1 +- eps)*A ("gppo"). Bounds 1 - 0.2 = 0.8 and 1 + 0.28 = 1.28.
+@pytest.mark.parametrize("clip_mode", ["clip", "gppo"])
+@pytest.mark.parametrize("rho, adv, value, bound, clipped_low, clipped_high", [
+    (1.25, 1.0, -1.25, None, 0, 0),  # inside (1.2, 1.28): a swapped upper bound (1.2) would clip it
+    (1.40, 1.0, -1.28, 1.28, 0, 1),  # above 1.28: clipped by eps_high
+    (0.75, -1.0, 0.80, 0.80, 1, 0),  # inside (0.72, 0.8): clipped by eps_low; swapped (0.72) would not
+    (0.60, -1.0, 0.80, 0.80, 1, 0),
+    (0.75, 1.0, -0.75, None, 0, 0),  # A > 0 below the lower bound: min() keeps the unclipped term
+    (1.25, -1.0, 1.25, None, 0, 0),  # A < 0 inside the upper bound: unclipped
+])
+def test_each_clip_bound_on_its_own_row(clip_mode, rho, adv, value, bound, clipped_low, clipped_high):
+  cfg = PolicyLossConfig(clip_mode=clip_mode, **DAPO_CLIP)
+  logp = np.log(np.array([[rho]], np.float32))
+  loss, m, grad = _loss_and_grad(cfg, logp, np.zeros((1, 1), np.float32), np.array([adv], np.float32),
+                                 np.ones((1, 1), np.float32))
+  assert loss == pytest.approx(value, rel=1e-6)
+  if bound is None:
+    want_grad = -rho * adv
+  else:
+    want_grad = 0.0 if clip_mode == "clip" else -bound * adv
+  assert float(grad[0, 0]) == pytest.approx(want_grad, rel=1e-5, abs=1e-8)
+  assert float(m["clip_frac_low"]) == clipped_low and float(m["clip_frac_high"]) == clipped_high
+
+
+LOGP_KL = np.array([[-1.0, -2.0]], np.float32)
+REF_KL = np.array([[-1.5, -1.0]], np.float32)  # logp - ref = [0.5, -1]
+
+
+@pytest.mark.parametrize("estimator", ["k1", "k2", "k3"])
+def test_kl_loss_mode_gradient_is_the_estimators_derivative(estimator):
+  # "loss" mode differentiates beta * mean_t k(logp_t): k1' = 1, k2' = logp - ref, k3' = 1 - exp(ref - logp).
+  # A stop_gradient on logp inside the KL term makes these 0.
+  d = LOGP_KL - REF_KL
+  want = {"k1": np.ones_like(d), "k2": d, "k3": 1.0 - np.exp(-d)}[estimator]
+  cfg = PolicyLossConfig(kl_beta=0.1, kl_estimator=estimator, kl_mode="loss", aggregation="token-mean")
+  _, _, grad = _loss_and_grad(cfg, LOGP_KL, LOGP_KL, np.zeros(1, np.float32), np.ones((1, 2), np.float32),
+                              ref_logp_BxT=jnp.asarray(REF_KL))
+  np.testing.assert_allclose(grad, 0.1 * want / 2, rtol=1e-5)
+  assert np.abs(grad).min() > 0
+
+
+@pytest.mark.parametrize("estimator", ["k1", "k2", "k3"])
+def test_kl_gradient_mode_weights_each_token_by_the_future_log_ratio(estimator):
+  # Score function times reward-to-go: R_t = sum_{t' >= t} (logp - ref) = [0.5 - 1, -1] = [-0.5, -1], whatever
+  # the estimator (it only sets the value). rho = 1 (old = logp); token-mean over 2 tokens.
+  cfg = PolicyLossConfig(kl_beta=0.1, kl_estimator=estimator, aggregation="token-mean")
+  assert cfg.kl_mode == "gradient"  # the default
+  loss, m, grad = _loss_and_grad(cfg, LOGP_KL, LOGP_KL, np.zeros(1, np.float32), np.ones((1, 2), np.float32),
+                                 ref_logp_BxT=jnp.asarray(REF_KL))
+  np.testing.assert_allclose(grad, 0.1 * np.array([[-0.5, -1.0]]) / 2, rtol=1e-5)
+  # The value is the estimator's, as in "loss" mode.
+  loss_mode, _, _ = _loss_and_grad(dataclasses.replace(cfg, kl_mode="loss"), LOGP_KL, LOGP_KL,
+                                   np.zeros(1, np.float32), np.ones((1, 2), np.float32),
+                                   ref_logp_BxT=jnp.asarray(REF_KL))
+  assert loss == pytest.approx(loss_mode, rel=1e-6) and loss == pytest.approx(0.1 * float(m["kl"]), rel=1e-6)
+
+
+def test_kl_gradient_mode_off_policy_weighs_by_the_token_ratio():
+  # mu > 1: old != logp, rho = exp(logp - old) = [2, 0.5]; the gradient is rho_t * R_t (unclipped, since
+  # the ratio corrects the sampling distribution rather than limiting the step).
+  old = LOGP_KL - np.log(np.array([[2.0, 0.5]], np.float32))
+  cfg = PolicyLossConfig(kl_beta=0.1, aggregation="token-mean")
+  _, _, grad = _loss_and_grad(cfg, LOGP_KL, old, np.zeros(1, np.float32), np.ones((1, 2), np.float32),
+                              ref_logp_BxT=jnp.asarray(REF_KL))
+  np.testing.assert_allclose(grad, 0.1 * np.array([[2.0 * -0.5, 0.5 * -1.0]]) / 2, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kl_mode", ["gradient", "loss"])
+@pytest.mark.parametrize("aggregation", ["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"])
+def test_overflow_at_a_padding_column_changes_nothing(kl_mode, aggregation):
+  # Column 2 is padding. There, ref - logp = 200 (k3's exp overflows float32) and logp - old = 200 (the
+  # ratio's exp overflows); the result must be finite and equal to the same batch with zeros there.
+  mask = np.array([[1, 1, 0], [1, 1, 1]], np.float32)
+  logp = np.array([[-1.0, -2.0, -100.0], [-0.5, -1.5, -0.7]], np.float32)
+  old = np.array([[-1.1, -1.8, -300.0], [-0.4, -1.5, -0.9]], np.float32)
+  ref = np.array([[-1.5, -1.0, 100.0], [-0.6, -1.2, -0.8]], np.float32)
+  entropy = np.array([[1.0, 2.0, np.inf], [0.5, 0.4, 0.3]], np.float32)
+  clean = [x.copy() for x in (logp, old, ref, entropy)]
+  for x in clean:
+    x[0, 2] = 0.0
+  cfg = PolicyLossConfig(kl_beta=0.1, kl_estimator="k3", kl_mode=kl_mode, aggregation=aggregation,
+                         entropy_coef=0.01, clip_mode="gppo", dual_clip_c=3.0)
+  adv = np.array([1.0, -1.0], np.float32)
+  got = _loss_and_grad(cfg, logp, old, adv, mask, ref_logp_BxT=jnp.asarray(ref), entropy_BxT=jnp.asarray(entropy))
+  want = _loss_and_grad(cfg, clean[0], clean[1], adv, mask, ref_logp_BxT=jnp.asarray(clean[2]),
+                        entropy_BxT=jnp.asarray(clean[3]))
+  assert np.isfinite(got[0]) and np.all(np.isfinite(got[2]))
+  assert got[0] == pytest.approx(want[0], rel=1e-6)
+  np.testing.assert_allclose(got[2], want[2], rtol=1e-6)
+  for key, value in want[1].items():
+    assert float(got[1][key]) == pytest.approx(float(value), rel=1e-6), key

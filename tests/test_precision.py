@@ -99,6 +99,22 @@ def test_bf16_sft_resumes_and_grpo_ppo_starts_from_it(tmp_path, length_reward):
   master = saved["opt_state"]["master"]["embed"]["embedding"]
   assert embed.dtype == jnp.bfloat16 and np.asarray(master).dtype == np.float32
   np.testing.assert_array_equal(np.asarray(master).astype(jnp.bfloat16), embed)  # params = rounded master
+  # The resumed run is the uninterrupted one: batches are a function of (seed, step) and the checkpoint
+  # holds everything the update reads (bf16 params, float32 master, AdamW moments, step), so on one CPU
+  # process the same jitted step replays the same arithmetic. Losses (logged float32) and the float32
+  # master must agree to float32 rounding (rtol 1e-6); a resume that dropped the master or the moments
+  # moves the master by ~lr = 1e-3 per step (3e-3 after 3 steps, measured), far above that.
+  straight_dir = str(tmp_path / "sft_straight")
+  assert _run("sft.py:runlocal", straight_dir, sft)["finished"]
+  straight = [r["train/loss"] for r in read_metrics(os.path.join(straight_dir, "metrics.jsonl")) if "train/loss" in r]
+  straight_saved = _restore_raw(straight_dir, 6)
+  np.testing.assert_allclose(loss, straight, rtol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7),
+               saved["opt_state"]["master"], straight_saved["opt_state"]["master"])
+  # bf16 params are the rounded master: equal up to one bf16 spacing (2^-7 relative) where a master sits on a
+  # rounding boundary.
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32),
+                                                       rtol=2 ** -7), saved["params"], straight_saved["params"])
 
   # PPO in the GRPO trainer: the float32 value head rides in the same master state as the bf16 policy.
   grpo_dir = str(tmp_path / "grpo")

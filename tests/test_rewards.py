@@ -31,7 +31,8 @@ def test_correctness_format_steps(example):
   exs = [example] * 4
   np.testing.assert_allclose(call(rewards.correctness(), completions, exs), [1, 0, 1, 0])
   np.testing.assert_allclose(call(rewards.format_reward(), completions, exs), [1, 1, 0, 0])
-  np.testing.assert_allclose(call(rewards.step_correctness(), completions, exs), [1, 2 / 3, 0, 1], rtol=1e-6)
+  # EMPTY writes one right step of the three its chain needs: the two missing steps count as wrong ones
+  np.testing.assert_allclose(call(rewards.step_correctness(), completions, exs), [1, 2 / 3, 0, 1 / 3], rtol=1e-6)
   assert call(rewards.format_reward(), ["<think>a</think>1<think>b</think>2"], [example])[0] == 0
 
 
@@ -43,32 +44,89 @@ def test_correctness_user_data_and_confidence_line(example):
   assert call(rewards.step_correctness(), [GOOD], [user])[0] == 0  # user data has no step checker
 
 
-def test_length_penalty():
-  # target 4, scale 0.5: -0.5 * max(0, L - 4) / 4
-  out = call(rewards.length_penalty(4, 0.5), ["a" * 4, "a" * 6, "a" * 12], [None] * 3)
-  np.testing.assert_allclose(out, [0, -0.25, -1])
+def token_call(reward, lengths, width=12):
+  """A TokenReward on rows of `lengths` generated tokens (ids 7, then pads), as score_rewards calls it."""
+  mask = np.arange(width)[None, :] < np.asarray(lengths)[:, None]
+  return reward(np.where(mask, 7, 0).astype(np.int32), mask)
+
+
+def test_length_penalty_counts_sampled_tokens():
+  # target 4, scale 0.5: -0.5 * max(0, L - 4) / 4, L = generated tokens
+  np.testing.assert_allclose(token_call(rewards.length_penalty(4, 0.5), [0, 4, 6, 12]), [0, 0, -0.25, -1])
+  assert isinstance(rewards.length_penalty(4), rewards.TokenReward)
+  with pytest.raises(ValueError):
+    rewards.length_penalty(0)
 
 
 def test_overlong_shaping_three_regimes():
   # Lmax = 10, Lc = 4: soft limit 6
-  out = call(rewards.overlong_shaping(10, 4), ["", "a" * 6, "a" * 7, "a" * 10, "a" * 11], [None] * 5)
-  np.testing.assert_allclose(out, [0, 0, -0.25, -1, -1])
-  tokens = rewards.overlong_shaping(10, 4, length_fn=lambda s: len(s.split()))
-  np.testing.assert_allclose(call(tokens, ["w " * 8], [None]), [-0.5])  # (6 - 8) / 4
+  out = token_call(rewards.overlong_shaping(10, 4), [0, 6, 7, 8, 10, 11])
+  np.testing.assert_allclose(out, [0, 0, -0.25, -0.5, -1, -1])
   with pytest.raises(ValueError):
     rewards.overlong_shaping(4, 5)
 
 
-def test_calibration_both_modes(example):
+def test_length_rewards_read_the_sampled_ids_not_the_reencoded_text(example):
+  """The sampler wrote "<think>" as 7 character tokens, then "1538" and eos, then pads: 12 generated tokens
+  (eos counts). Decoding and re-encoding gives 5 ("<think>" merges into one token, eos and pads drop)."""
+  from rr.config import base_config
+  from rr.data import decode_completion
+  from rr.data.tokenizers import CharTokenizer
+  from rr.train import grpo
+
+  tok = CharTokenizer()
+  ids = [i for ch in "<think>" for i in tok.encode(ch)] + tok.encode("1538") + [tok.eos_id]
+  tokens = np.array([ids + [tok.pad_id] * 4], np.int32)
+  mask = np.arange(tokens.shape[1])[None, :] < len(ids)
+  text = decode_completion(tok, tokens[0])
+  assert text == "<think>1538" and len(ids) == 12 and len(tok.encode(text)) == 5
+  rl = base_config().rl
+  rl.rewards, rl.reward_weights = "overlong,length_penalty", "1,1"
+  rl.max_new_tokens, rl.overlong_buffer, rl.length_target = 12, 8, 6
+  fns, _ = grpo.build_rewards(rl, tok)
+  r, valid, failures = rewards.score_rewards(fns, ["p"], [text], [example], tokens_NxC=tokens, mask_NxC=mask)
+  assert valid.all() and not failures
+  # overlong: soft limit 12 - 8 = 4, L = 12 = Lmax -> -1 (5 re-encoded tokens would give -0.125).
+  # length_penalty: -(12 - 6) / 6 = -1 (5 re-encoded tokens would give 0).
+  np.testing.assert_allclose(r[0], [-1.0, -1.0])
+
+
+def test_calibration_forms(example):
   completions = [GOOD + "\nconfidence: 0.8", WRONG + "\nConfidence: 0.8", GOOD + "\nconfidence: 1",
-                 GOOD, GOOD + "\nconfidence: 1.5"]
-  exs = [example] * 5
-  # brier 1 - 2 (correct - c)^2: 1 - 2*0.04, 1 - 2*0.64, 1; unparsable -> -1
-  np.testing.assert_allclose(call(rewards.calibration("brier"), completions, exs), [0.92, -0.28, 1, -1, -1],
+                 GOOD, GOOD + "\nconfidence: 1.5", WRONG + "\nconfidence: 0"]
+  exs = [example] * 6
+  # rlcr y - (c - y)^2: 1 - 0.04, 0 - 0.64, 1, no confidence -1, out of range -1, 0 - 0
+  np.testing.assert_allclose(call(rewards.calibration(), completions, exs), [0.96, -0.64, 1, -1, -1, 0],
+                             rtol=1e-6, atol=1e-7)
+  # brier 1 - 2 (correct - c)^2: 1 - 2*0.04, 1 - 2*0.64, 1; unparsable -> -1; a sure wrong answer gets the max 1
+  np.testing.assert_allclose(call(rewards.calibration("brier"), completions, exs), [0.92, -0.28, 1, -1, -1, 1],
                              rtol=1e-6)
-  np.testing.assert_allclose(call(rewards.calibration("linear"), completions, exs), [0.8, -0.8, 1, -1, -1],
+  np.testing.assert_allclose(call(rewards.calibration("linear"), completions, exs), [0.8, -0.8, 1, -1, -1, 0],
                              rtol=1e-6)
+  assert [rewards.calibration(m).name for m in ("rlcr", "brier", "linear")] == [
+      "calibration", "calibration_brier", "calibration_linear"]
   assert rewards.split_confidence("1538\nconfidence: .25") == ("1538", 0.25)
+  with pytest.raises(ValueError, match="rlcr"):
+    rewards.calibration("sayself")
+
+
+def test_stated_confidence_reads_only_the_answer_part(example):
+  assert rewards.stated_confidence(GOOD + "\nconfidence: 0.7") == 0.7
+  assert rewards.stated_confidence("<think>5+3+0=08\nconfidence: 0.7") is None  # never closed: no answer
+  assert rewards.stated_confidence(GOOD + "\nconfidence: 0.7\nconfidence: 0.7") is None
+  unclosed = "<think>5+3+0=08\nconfidence: 0"  # wrong and "sure of it", but it never gave an answer
+  assert call(rewards.calibration(), [unclosed], [example])[0] == -1
+
+
+def test_config_name_calibration_is_rlcr_and_the_old_forms_keep_explicit_names(example):
+  from rr.train import grpo
+
+  sure_wrong, right = WRONG + "\nconfidence: 0", GOOD + "\nconfidence: 0.5"
+  got = {name: call(grpo.REWARDS[name](None, None), [sure_wrong, right], [example] * 2)
+         for name in ("calibration", "calibration_brier", "calibration_linear")}
+  np.testing.assert_allclose(got["calibration"], [0, 0.75])  # 0 - 0^2; 1 - 0.5^2
+  np.testing.assert_allclose(got["calibration_brier"], [1, 0.5])  # the sure wrong answer's maximum
+  np.testing.assert_allclose(got["calibration_linear"], [0, 0.5])
 
 
 def test_gate_and_weighted_sum():
@@ -89,6 +147,92 @@ def test_normalize_then_sum():
   np.testing.assert_allclose(out, [-1, 1, 0], atol=1e-5)
   with pytest.raises(ValueError, match="group size 3"):
     rewards.normalize_then_sum(r, np.array([1.0, 1.0]), 3)
+
+
+def test_gated_sum_keeps_each_weight_and_gates_only_the_process_columns():
+  # columns (format, correctness, step_correctness, length), weights (0.5, 2, 3, 1)
+  r = np.array([[1, 1, 0.5, -1], [1, 0, 1, 0], [0, 1, 0.25, 0]], np.float32)
+  w = np.array([0.5, 2, 3, 1], np.float32)
+  # row 0: 0.5 + 2 + 3 * 0.5 - 1 = 3; row 1: 0.5 + 0 + 0 (wrong: process gated off) = 0.5; row 2: 2 + 0.75
+  np.testing.assert_allclose(rewards.gated_sum(r, w, 1, (2,)), [3, 0.5, 2.75])
+  # weights 1 on (format, outcome, process) are Posterior-GRPO's R_f + R_o + R_o * R_p
+  np.testing.assert_allclose(rewards.gated_sum(r[:, :3], np.ones(3), 1, (2,)), rewards.gate(r[:, 0], r[:, 1], r[:, 2]))
+
+
+def test_each_combination_mode_by_hand():
+  # columns (correctness, step_correctness), one group of 2 then one of 2; row 3 invalid (a reward failed)
+  r = np.array([[1, 1], [0, 0.5], [0, 1], [0, 0]], np.float32)
+  valid = np.array([True, True, True, False])
+  w = np.array([1.0, 2.0], np.float32)
+  np.testing.assert_allclose(rewards.Combination("weighted_sum", w)(r, valid), [3, 1, 2, 0])
+  # group 1: correctness [1, 0] -> [1, -1]; steps [1, .5] -> [1, -1], weight 2. Group 2: only row 2 valid: 0.
+  np.testing.assert_allclose(rewards.Combination("normalize_then_sum", w, group_size=2)(r, valid), [3, -3, 0, 0],
+                             atol=1e-4)
+  # gate: steps count only where correctness is 1: [1 + 2, 0, 0, 0]
+  gate = rewards.Combination("gate", w, outcome_column=0, process_columns=(1,))
+  np.testing.assert_allclose(gate(r, valid), [3, 0, 0, 0])
+  with pytest.raises(ValueError, match="not one of"):
+    rewards.Combination("product", w)
+  with pytest.raises(ValueError, match="process column"):
+    rewards.Combination("gate", w, outcome_column=0)
+
+
+def _rl_config(rewards_, weights, combine):
+  from rr.config import base_config
+
+  rl = base_config().rl
+  rl.rewards, rl.reward_weights, rl.reward_combine = rewards_, weights, combine
+  rl.prompts_per_step, rl.group_size = 1, 2
+  return rl
+
+
+@pytest.mark.parametrize("combine, want", [
+    ("weighted_sum", [3, 1 + 2 / 3]),  # format + correctness + steps
+    ("normalize_then_sum", [2, -2]),  # format equal -> 0; correctness and steps each [1, -1]
+    ("gate", [3, 1]),  # the wrong answer's 2 of 3 right steps count for nothing
+])
+def test_config_reward_combine_reaches_the_rl_step_totals(example, combine, want):
+  """RLStep.sample_round totals the rounds' rewards with `rl.reward_combine`; the sampler is replaced by one
+  that returns two fixed completions of the addition question, so no model is built."""
+  from rr.data.tokenizers import CharTokenizer
+  from rr.sampler import SampleOutput
+  from rr.train import grpo
+  from rr.train.rl_step import RLStep
+
+  tok = CharTokenizer()
+  rl = _rl_config("format,correctness,step_correctness", "1,1,1", combine)
+  fns, weights = grpo.build_rewards(rl, tok)
+  ids = [tok.encode(text) + [tok.eos_id] for text in (GOOD, WRONG)]
+  width = max(map(len, ids))
+  tokens = np.array([row + [tok.pad_id] * (width - len(row)) for row in ids], np.int32)
+
+  out = SampleOutput(tokens=tokens, lengths=np.array([len(row) for row in ids], np.int32),
+                     logprobs=np.zeros(tokens.shape, np.float32), model_logprobs=np.zeros(tokens.shape, np.float32),
+                     prompt_index=np.zeros(2, np.int32))
+
+  step = object.__new__(RLStep)
+  step.rl, step.seed, step.tokenizer, step.strategy = rl, 0, tok, None
+  step.prompts, step.examples = [tok.encode(example.question)], [example]
+  step.sampler = lambda *args, **kwargs: out
+  step.reward_fns, step.reward_weights = fns, weights
+  step.reward_combine = grpo.build_combination(rl, fns, weights)
+  step.correctness_column = 1
+  groups, failures = step.sample_round(None, 0, 0)
+  assert not failures
+  np.testing.assert_allclose(groups.total_N, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("rewards_, weights, combine, message", [
+    ("format,step_correctness", "1,1", "gate", "lacks correctness"),
+    ("format,correctness", "1,1", "gate", "lacks step_correctness"),
+    ("correctness", "1", "sum", r"reward_combine='sum' is not one of"),
+])
+def test_reward_combine_config_errors(rewards_, weights, combine, message):
+  from rr.config import ConfigError
+  from rr.train import grpo
+
+  with pytest.raises(ConfigError, match=message):
+    grpo.build_rewards(_rl_config(rewards_, weights, combine), None)
 
 
 def test_score_rewards_keeps_good_rows(example):

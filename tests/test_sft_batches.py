@@ -97,3 +97,17 @@ def test_lengths_are_validated_at_construction():
   assert f"at least {longest}" in str(info.value)
   with pytest.raises(DataError, match="no examples"):
     SFTBatches([], tok, batch_size=2, max_len=64, seed=0)
+
+
+def test_loss_mask_targets_are_exactly_the_completion_ids_then_eos():
+  # Raw ids, not decoded text: decoding drops pad ids, so an extra (pad) target would be invisible there.
+  data, tok = examples(), CharTokenizer()
+  batches = SFTBatches(data, tok, batch_size=5, max_len=48, seed=0)
+  for step in range(4):
+    batch = batches.batch(step)
+    for row, i in enumerate(batches.example_indices(step)):
+      tokens, mask = batch["tokens"][row], batch["loss_mask"][row]
+      targets = tokens[1:][mask[:-1] == 1]  # loss_mask[t] weights the prediction of tokens[t+1]
+      want = tok.encode(format_completion(data[i])) + [tok.eos_id]
+      np.testing.assert_array_equal(targets, want)
+      assert tok.pad_id not in targets.tolist() and mask.sum() == len(want) and mask[-1] == 0

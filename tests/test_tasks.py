@@ -85,6 +85,8 @@ def test_teacher_rationales_pass_own_checkers(name):
   for task, example in generated(name):
     steps = task.check_steps(example.rationale, example)
     assert steps and all(steps), example
+    assert task.check_chain(example.rationale, example) and task.step_score(example.rationale, example) == 1.0
+    assert task.vote_key(example.answer, example) == task.vote_key(f" {example.answer}\n", example)
     assert task.verify(example.answer, example), example
     assert task.verify(f"  {example.answer}\n", example)
     assert example.task == name and example.difficulty in DIFFICULTIES[name]
@@ -197,6 +199,10 @@ def test_verifier_rejects_wrong_answers_and_junk(name):
     for junk in ("", "garbage", "\n\n", "=" * 50, None, 7):
       result = task.check_steps(junk, example)
       assert isinstance(result, list) and not any(result)
+      assert task.check_chain(junk, example) is False and task.step_score(junk, example) == 0.0
+    for junk in ("", "\x00", "((((", "9" * 300, None, 12, b"abc"):
+      assert isinstance(task.vote_key(junk, example), str)
+    assert task.check_chain(example.rationale, Example("q", "", "", 1, name, ("bad",))) is False
 
 
 def test_addition_verifier_rejects_off_by_one_and_signs():

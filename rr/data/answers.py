@@ -2,7 +2,10 @@
 
 Benchmarks write the same answer many ways ("0.50", "1/2", "\\dfrac12", "$\\frac{1}{2}$"), and a student that
 was taught one of them should not be marked wrong for another. `math_equal` compares exactly, as fractions,
-whenever both sides read as numbers, and otherwise compares normalised LaTeX strings; it never raises.
+whenever both sides read as numbers, and otherwise compares normalised LaTeX strings; it never raises. Only
+the reference can ask for a tolerance, and whitespace between two numbers keeps them two ("1 2" is not 12),
+so a policy cannot make a wrong answer right by how it writes it. Digits are ASCII (re's \\d alone would
+also read e.g. Arabic-Indic digits, which no reference here writes).
 
 The verifiers at the bottom (`VERIFIERS`) are what rr.rewards and rr.eval use for data tasks "gsm8k", "math"
 and "choice" (rr.data.benchmarks makes those examples).
@@ -16,12 +19,12 @@ from typing import Callable, Sequence
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 DEFAULT_LABELS = ("A", "B", "C", "D")
-LONG_DECIMAL = 6  # a decimal with this many digits after the point is compared with a tolerance ...
+LONG_DECIMAL = 6  # a reference decimal with this many digits after the point is compared with a tolerance ...
 REL_TOL = Fraction(1, 10**6)  # ... of this much relative to the larger side (or half its last digit)
 
 # ------------------------------------------------------------------------------------------ extraction
 
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_THOUSANDS = re.compile(r"(?<=[0-9]),(?=[0-9]{3}(?![0-9]))")
 _BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 
 
@@ -126,12 +129,15 @@ def extract_answer(format: str, text, labels: Sequence[str] = DEFAULT_LABELS) ->
 # ------------------------------------------------------------------------------------------ equivalence
 
 _WRAPPERS = ((r"\(", r"\)"), (r"\[", r"\]"), ("$$", "$$"), ("$", "$"))
-_DROP = re.compile(r"\\left(?![A-Za-z])|\\right(?![A-Za-z])|\\displaystyle|\\[!,;: ]|\\q?quad(?![A-Za-z])|~"
+_JOIN = re.compile(r"\\[!,]")  # thin and negative spaces join digit groups: 1\\,000 is 1000
+_DROP = re.compile(r"\\left(?![A-Za-z])|\\right(?![A-Za-z])|\\displaystyle|\\[;: ]|\\q?quad(?![A-Za-z])|~"
                    r"|\^\s*\{?\s*\\circ\s*\}?|°|\\degree|\\%|%|\\\$")
 _TEXT = re.compile(r"\\(?:text|textbf|textrm|mbox|mathrm)\s*\{([^{}]*)\}")
 _ASSIGN = re.compile(r"^[A-Za-z](?:_\{?\w+\}?)?\s*=\s*(?=\S)")
-_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
-_GROUPED = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+_GROUPED = re.compile(r"[+-]?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?")
+_SPACE = re.compile(r"\s+")
+_NUMBER_CHARS = frozenset("0123456789.")
 
 
 def _unwrap(s: str) -> str:
@@ -161,6 +167,8 @@ def _brace_short_args(s: str) -> str:
     out.append(m.group(0))
     i += m.end()
     for _ in range(2 if m.group(1) == "frac" else 1):
+      while i < len(s) and s[i] == " ":  # \\frac 1 2: a space kept between two digits
+        i += 1
       if i < len(s) and s[i] == "{":
         end = _braced(s, i)
         if end is None:
@@ -175,8 +183,16 @@ def _brace_short_args(s: str) -> str:
   return "".join(out)
 
 
+def _squeeze(s: str) -> str:
+  """Whitespace dropped, except one space where it separates two numbers ("1 2", "0.5 .5"), which stay two."""
+  def keep(m):
+    inside = 0 < m.start() and m.end() < len(s)
+    return " " if inside and s[m.start() - 1] in _NUMBER_CHARS and s[m.end()] in _NUMBER_CHARS else ""
+  return _SPACE.sub(keep, s)
+
+
 def _clean(s: str) -> str:
-  s = re.sub(r"\s+", "", s)
+  s = _squeeze(s)
   s = re.sub(r"\\[dt]frac(?![A-Za-z])", r"\\frac", s)
   s = _brace_short_args(s)
   s = s.replace("\u2212", "-")  # unicode minus
@@ -194,7 +210,7 @@ def normalize(text: str) -> str:
   dropped; \\text{...} dropped when what is left is a number (a unit), else replaced by its content."""
   s = _unwrap(str(text))
   s = _ASSIGN.sub("", s) if s.count("=") == 1 else s
-  s = _unwrap(_DROP.sub(" ", s))
+  s = _unwrap(_DROP.sub(" ", _JOIN.sub("", s)))
   without_text = _clean(_TEXT.sub(" ", s))
   if without_text and _number(without_text) is not None:
     return without_text
@@ -207,7 +223,7 @@ def _decimals(literal: str) -> int:
 
 def _number(s: str) -> tuple[Fraction, int] | None:
   """(exact value, digits after the decimal point) when `s` is an integer, decimal, a/b or \\frac{a}{b}."""
-  if re.fullmatch(_NUMBER + r"(?:[eE][+-]?\d{1,3})?", s):  # a bounded exponent: 1e999999999 is not built
+  if re.fullmatch(_NUMBER + r"(?:[eE][+-]?[0-9]{1,3})?", s):  # a bounded exponent: 1e999999999 is not built
     return Fraction(s), _decimals(s.lower().partition("e")[0])
   m = (re.fullmatch(rf"([+-]?)\\frac\{{({_NUMBER})\}}\{{({_NUMBER})\}}", s) or
        re.fullmatch(rf"()({_NUMBER})/({_NUMBER})", s))
@@ -243,10 +259,9 @@ def _same(a: str, b: str) -> bool:
     (u, du), (v, dv) = x, y
     if u == v:
       return True
-    places = max(du, dv)
-    if places < LONG_DECIMAL:
+    if dv < LONG_DECIMAL:  # only the reference (b) may ask for a tolerance; integers compare exactly
       return False
-    return abs(u - v) <= max(REL_TOL * max(abs(u), abs(v)), Fraction(1, 2 * 10**places))
+    return abs(u - v) <= max(REL_TOL * max(abs(u), abs(v)), Fraction(1, 2 * 10**dv))
   if len(a) > 2 and len(b) > 2 and a[0] in "([" and a[-1] in ")]" and (a[0], a[-1]) == (b[0], b[-1]):
     xs, ys = _split_top_level(a[1:-1]), _split_top_level(b[1:-1])
     return len(xs) == len(ys) and (len(xs) > 1) and all(_same(normalize(p), normalize(q)) for p, q in zip(xs, ys))
@@ -254,9 +269,10 @@ def _same(a: str, b: str) -> bool:
 
 
 def math_equal(pred, ref) -> bool:
-  """True when `pred` and `ref` are the same answer: equal as numbers (exact fractions; decimals with 6 or
-  more places within a 1e-6 relative tolerance) or as normalised LaTeX (see `normalize`); tuples and
-  intervals element-wise. False for None, empty or junk input; never raises."""
+  """True when `pred` and `ref` are the same answer: equal as numbers (exact fractions; a reference decimal
+  with 6 or more places asks for a 1e-6 relative tolerance, a prediction never does) or as normalised LaTeX
+  (see `normalize`); tuples and intervals element-wise. Not symmetric: "1/3" matches a reference 0.333333,
+  "0.333333" does not match a reference 1/3. False for None, empty or junk input; never raises."""
   if pred is None or ref is None:
     return False
   try:

@@ -37,6 +37,16 @@ def parse_completion(text: str) -> tuple[str, str]:
   return head.strip(), answer.strip()
 
 
+def answer_part(text) -> str | None:
+  """parse_completion's answer, or None when the completion never closed its thinking: a "<think>" with no
+  "</think>" after it (the model ran out of tokens while thinking). Such text is no answer even when it holds
+  a "####" or a \\boxed{}, so rewards and evaluation alike score it wrong. Two "</think>" are read as one
+  thought: the answer is what follows the last of them. None for a non-string."""
+  if not isinstance(text, str) or THINK_OPEN in text.rpartition(THINK_CLOSE)[2]:
+    return None
+  return parse_completion(text)[1]
+
+
 def encode_prompts(tokenizer, questions: Sequence[str]) -> list[list[int]]:
   """Prompt token ids for the sampler, one list per question."""
   return [tokenizer.encode(format_prompt(q, tokenizer)) for q in questions]

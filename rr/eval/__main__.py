@@ -2,7 +2,7 @@
 
 Evaluates a checkpoint on its config's held-out questions: greedy accuracy, unbiased pass@k, maj@k and
 CoT-pass@k from --samples samples per question, accuracy by difficulty, lengths, ECE/Brier of stated
-confidences. Writes eval.json, report.md, completions.jsonl and plots into --out (default <run workdir>/eval/).
+confidences with their coverage (how many completions state one: eval.json `confidence_coverage`). Writes eval.json, report.md, completions.jsonl and plots into --out (default <run workdir>/eval/).
 Only parses the command line; the work is rr.eval.run. Every user error is one line on stderr and exit 2.
 """
 

@@ -2,8 +2,8 @@
 
 pass@k is the unbiased estimator of 2107.03374 (not the biased 1 - (1 - c/n)^k), CoT-pass@k (2506.14245)
 is the same estimator over samples whose answer *and* every rationale step are right, and maj@k votes over
-the first k samples. Calibration reads the confidences completions state. Nothing here raises on a bad
-completion: an unparsed answer is None and counts as wrong.
+the first k samples. Calibration reads the confidences completions state, and is reported with its coverage
+(how many state one). Nothing here raises on a bad completion: an unparsed answer is None and counts as wrong.
 """
 
 from __future__ import annotations
@@ -81,6 +81,24 @@ def calibration(confidences: np.ndarray, correct: np.ndarray, num_bins: int = 10
                  "accuracy": accuracy})
   brier = float(np.mean(np.square(confidences - correct)))
   return {"ece": float(ece), "brier": brier, "count": int(confidences.size), "bins": bins}
+
+
+def confidence_coverage(confidences: Sequence[float | None], correct: Sequence[bool]) -> dict:
+  """How many completions state a confidence (None: stated none), overall and among right and wrong answers.
+
+  ECE and Brier read only the completions that state one, so a model that leaves the confidence out on the
+  questions it gets wrong looks calibrated; coverage = stated / total says how much of the output they cover,
+  and stated_wrong / wrong against stated_right / right shows a model that leaves it out selectively.
+  """
+  if len(confidences) != len(correct):
+    raise ValueError(f"confidence_coverage: {len(confidences)} confidences for {len(correct)} verdicts")
+  stated = np.array([c is not None for c in confidences], bool)
+  right = np.asarray(correct, bool).reshape(stated.shape)
+  total = int(stated.size)
+  return {"stated": int(stated.sum()), "total": total,
+          "coverage": float(stated.mean()) if total else float("nan"),
+          "stated_right": int((stated & right).sum()), "right": int(right.sum()),
+          "stated_wrong": int((stated & ~right).sum()), "wrong": int((~right).sum())}
 
 
 def length_stats(lengths: np.ndarray) -> dict:

@@ -1,9 +1,11 @@
 """What `python -m rr.eval` writes into its --out directory.
 
-  eval.json          every metric (NaN written as null), plus the checkpoint path and step
+  eval.json          every metric (NaN written as null), plus the checkpoint path and step;
+                     confidence_coverage = {stated, total, coverage, stated_right, right, stated_wrong, wrong}
   report.md          a Markdown report: headline metrics, pass@k / maj@k / cot_pass@k per k, accuracy by
                      difficulty, the chosen-against-gold matrix for multiple-choice data, length statistics,
-                     calibration when completions state a confidence
+                     calibration (ECE and Brier with their coverage: how many completions state a
+                     confidence, of all, and among right and wrong answers)
   completions.jsonl  one row per completion: question, kind (greedy or sample j), text, answer, verdicts
   pass_at_k.png      pass@k, maj@k and cot_pass@k against k (log2 axis)
   reliability.png    accuracy against stated confidence per bin (only when confidences exist)
@@ -87,7 +89,10 @@ def write_markdown(path: str, results: dict, plots: dict[str, str] | None = None
             f"| unparsed (sampled completions) | {r['unparsed_sampled']} of {r['num_examples'] * r['num_samples']} |"]
   for k in ks:
     lines.append(f"| pass@{k} | {_fmt(r[f'pass@{k}'])} |")
-  lines += [f"| ECE | {_fmt(r.get('ece'))} |", f"| Brier | {_fmt(r.get('brier'))} |", ""]
+  stated = _stated_text(r.get("confidence_coverage"))
+  lines += [f"| ECE ({stated}) | {_fmt(r.get('ece'))} |", f"| Brier ({stated}) | {_fmt(r.get('brier'))} |",
+            f"| confidence coverage (completions that state one) | "
+            f"{_fmt(r.get('confidence_coverage', {}).get('coverage'))} |", ""]
 
   lines += ["## pass@k, maj@k, CoT-pass@k", "",
             "| k | pass@k | maj@k |" + (" cot_pass@k |" if has_cot else ""),
@@ -117,10 +122,12 @@ def write_markdown(path: str, results: dict, plots: dict[str, str] | None = None
 
   cal = r.get("calibration", {})
   lines += ["## Calibration", ""]
+  coverage = r.get("confidence_coverage")
   if cal.get("count"):
-    lines += [f"{cal['count']} completions (greedy and sampled) state a confidence. ECE {_fmt(r['ece'])}, "
-              f"Brier {_fmt(r['brier'])}.", "", "| bin | completions | mean confidence | accuracy |",
-              "|---|---:|---:|---:|"]
+    lines += [f"{_stated_text(coverage)} completions (greedy and sampled) state a confidence"
+              f"{_split_text(coverage)}. ECE {_fmt(r['ece'])}, Brier {_fmt(r['brier'])}, over those only: a model "
+              "that leaves the confidence out where it is wrong looks better calibrated than it is.", "",
+              "| bin | completions | mean confidence | accuracy |", "|---|---:|---:|---:|"]
     for b in cal["bins"]:
       lines.append(f"| [{b['lo']:.2f}, {b['hi']:.2f}) | {b['count']} | {_fmt(b['confidence'])} | "
                    f"{_fmt(b['accuracy'])} |")
@@ -128,11 +135,26 @@ def write_markdown(path: str, results: dict, plots: dict[str, str] | None = None
     if "reliability.png" in plots:
       lines += ["![reliability](reliability.png)", ""]
   else:
-    lines += ["No completion states a confidence (`confidence: 0.8` as the answer's last line), so there is no "
-              "ECE or Brier score.", ""]
+    lines += [f"No completion states a confidence ({_stated_text(coverage)}; `confidence: 0.8` as the answer's "
+              "last line), so there is no ECE or Brier score.", ""]
   with open(path, "x") as f:
     f.write("\n".join(lines))
   return path
+
+
+def _stated_text(coverage: dict | None) -> str:
+  """"2 of 6": how many completions ECE and Brier are over, out of all."""
+  if not coverage:
+    return "? of ?"
+  return f"{coverage['stated']} of {coverage['total']}"
+
+
+def _split_text(coverage: dict | None) -> str:
+  """"; 1 of 3 right answers, 1 of 3 wrong": where the stated confidences sit."""
+  if not coverage:
+    return ""
+  return (f"; {coverage['stated_right']} of {coverage['right']} right answers, "
+          f"{coverage['stated_wrong']} of {coverage['wrong']} wrong ones")
 
 
 def _choice_lines(confusion: dict | None) -> list[str]:
@@ -184,7 +206,8 @@ def write_plots(out: str, results: dict, lengths: dict[str, Sequence[int]]) -> d
     ax.set_ylim(0, 1)
     ax.set_xlabel("stated confidence")
     ax.set_ylabel("accuracy")
-    ax.set_title(f"ECE {_fmt(r.get('ece'))}, Brier {_fmt(r.get('brier'))}")
+    ax.set_title(f"ECE {_fmt(r.get('ece'))}, Brier {_fmt(r.get('brier'))} "
+                 f"({_stated_text(r.get('confidence_coverage'))} stated)", fontsize=9)
     ax.legend(loc="upper left", fontsize=8)
     paths["reliability.png"] = _save(fig, os.path.join(out, "reliability.png"))
 

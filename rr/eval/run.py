@@ -8,7 +8,8 @@ hand-made completions):
   prepare             every check that can fail on user input, before any sampling
   sample              greedy once per question, then n samples per question, batched through the Sampler
   score               one completion text -> Scored (rr.eval.scoring)
-  assemble            Scored completions -> the metrics dict written to eval.json (METHODS.md section 6)
+  assemble            Scored completions -> the metrics dict written to eval.json (METHODS.md section 6); ECE
+                      and Brier come with `confidence_coverage`, the share of completions that state a confidence
 
 Unparsed answers and how completions are scored: `rr.eval.scoring`.
 """
@@ -226,11 +227,15 @@ def assemble(examples, greedy: Sequence[Scored], samples: Sequence[Sequence[Scor
   out["length"] = m.length_stats(np.array([s.length for s in greedy]))
   out["length_sampled"] = m.length_stats(np.array([s.length for row in samples for s in row]))
 
-  stated = [s for s in [*greedy, *(s for row in samples for s in row)] if s.confidence is not None]
+  # ECE and Brier over the greedy and sampled completions that state a confidence; coverage says how many
+  # of all of them that is, since leaving the confidence out on hard questions would flatter both.
+  scored = [*greedy, *(s for row in samples for s in row)]
+  stated = [s for s in scored if s.confidence is not None]
   cal = m.calibration(np.array([s.confidence for s in stated], np.float64),
                       np.array([s.correct for s in stated], bool), ece_bins)
   out["ece"] = cal["ece"] if cal["count"] else None
   out["brier"] = cal["brier"] if cal["count"] else None
+  out["confidence_coverage"] = m.confidence_coverage([s.confidence for s in scored], [s.correct for s in scored])
   out["calibration"] = cal
   return out
 

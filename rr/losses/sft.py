@@ -11,6 +11,16 @@ import jax
 import jax.numpy as jnp
 
 
+def scale_logits(logits_BxTxV: jax.Array, temperature: float = 1.0) -> jax.Array:
+  """float32 logits / T: the distribution a sampler at temperature T draws from (before top-k / top-p).
+
+  The trainer scores rollouts with the same T as the sampler (as TRL and verl do), so the ratio, the KL
+  and the entropy refer to the policy that produced the samples; T = 1 returns the logits unchanged.
+  """
+  logits = logits_BxTxV.astype(jnp.float32)
+  return logits if temperature == 1.0 else logits / temperature
+
+
 def token_log_probs(logits_BxTxV: jax.Array, targets_BxT: jax.Array) -> jax.Array:
   """log p(target) at every position, in float32."""
   logits = logits_BxTxV.astype(jnp.float32)
@@ -24,9 +34,12 @@ def next_token_targets(tokens_BxT: jax.Array) -> jax.Array:
   return jnp.concatenate([tokens_BxT[:, 1:], jnp.zeros_like(tokens_BxT[:, :1])], axis=1)
 
 
-def sequence_log_probs(logits_BxTxV: jax.Array, tokens_BxT: jax.Array) -> jax.Array:
-  """log p(tokens[t + 1]) read at every position t: the rr.data / rr.train.rollout mask convention."""
-  return token_log_probs(logits_BxTxV, next_token_targets(tokens_BxT))
+def sequence_log_probs(logits_BxTxV: jax.Array, tokens_BxT: jax.Array, temperature: float = 1.0) -> jax.Array:
+  """log p(tokens[t + 1]) read at every position t: the rr.data / rr.train.rollout mask convention.
+
+  `temperature`: the distribution logits / T (`scale_logits`), the one a sampler at T drew the tokens from.
+  """
+  return token_log_probs(scale_logits(logits_BxTxV, temperature), next_token_targets(tokens_BxT))
 
 
 def completion_nll(logits_BxTxV: jax.Array, tokens_BxT: jax.Array,

@@ -13,11 +13,13 @@ from __future__ import annotations
 import re
 from typing import Callable
 
+import jax.numpy as jnp
+
 from rr import tasks
 from rr.data.answers import VERIFIERS
-from rr.data.prompts import parse_completion
+from rr.data.prompts import answer_part, parse_completion
 from rr.data.tokenizers import THINK_CLOSE, THINK_OPEN
-from rr.rewards.base import RowReward
+from rr.rewards.base import RowReward, TokenReward
 from rr.tasks import Example
 
 _CONFIDENCE = re.compile(r"(?:^|\n)[ \t]*confidence:[ \t]*([0-9]*\.?[0-9]+)[ \t]*$", re.IGNORECASE)
@@ -32,9 +34,14 @@ def split_confidence(answer: str) -> tuple[str, float | None]:
   return answer[:match.start()].strip(), (value if 0.0 <= value <= 1.0 else None)
 
 
-def _answer(completion: str) -> str:
-  """The answer text, without a trailing confidence line."""
-  return split_confidence(parse_completion(completion)[1])[0]
+def completion_answer(completion) -> str | None:
+  """The answer of a completion, the one definition every reward here and rr.eval.scoring share: the text
+  after the last "</think>" without its confidence line. None (unparsed, so wrong) when a "<think>" is never
+  closed or nothing is left, e.g. a confidence line alone."""
+  raw = answer_part(completion)
+  if raw is None:
+    return None
+  return split_confidence(raw)[0] or None
 
 
 def _exact_match(answer: str, example: Example) -> bool:
@@ -60,9 +67,19 @@ def step_checker(task: str) -> Callable[[str, Example], list[bool]] | None:
   return tasks.get_task(task).check_steps
 
 
+def chain_checker(task: str) -> Callable[[str, Example], bool] | None:
+  """The task's whole-chain check (rationale, example) -> bool: every step it needs written and right, nothing
+  else (Task.check_chain); None for user and benchmark data, as for `step_checker`."""
+  if not task or task in VERIFIERS:
+    return None
+  return tasks.get_task(task).check_chain
+
+
 def is_correct(completion: str, example: Example) -> bool:
-  """The task's verifier (see `verifier`) on the answer, the text after "</think>" without a confidence line."""
-  return bool(verifier(example.task)(_answer(completion), example))
+  """The task's verifier (see `verifier`) on the completion's answer (see `completion_answer`); False when
+  there is none."""
+  answer = completion_answer(completion)
+  return answer is not None and bool(verifier(example.task)(answer, example))
 
 
 def correctness() -> RowReward:
@@ -77,65 +94,101 @@ def format_reward() -> RowReward:
     text = completion.strip()
     if not text.startswith(THINK_OPEN) or text.count(THINK_OPEN) != 1 or text.count(THINK_CLOSE) != 1:
       return 0.0
-    return float(bool(split_confidence(text.partition(THINK_CLOSE)[2])[0]))
+    return float(completion_answer(text) is not None)
   return RowReward("format", score)
 
 
-def length_penalty(target_len: int, scale: float = 1.0, length_fn: Callable[[str], int] = len) -> RowReward:
-  """-scale * max(0, |y| - target_len) / target_len: 0 up to the target, then linear in the relative excess
-  (-scale at twice the target). |y| = length_fn(completion), characters by default; pass a token counter
-  (e.g. lambda s: len(tokenizer.encode(s))) to count tokens."""
+def sampled_length(mask_NxC):
+  """Tokens each row generated, eos included: mask_NxC marks what the sampler generated (its `lengths`), the
+  count that `rl.max_new_tokens` budgets. Decoding and re-encoding the text would not give it back: decoding
+  drops eos and pads, and re-encoding can merge or split tokens (7 sampled characters "<think>" re-encode as
+  one token). Jittable."""
+  return jnp.sum(jnp.asarray(mask_NxC, jnp.float32), axis=1)
+
+
+def length_penalty(target_len: int, scale: float = 1.0) -> TokenReward:
+  """-scale * max(0, L - target_len) / target_len: 0 up to the target, then linear in the relative excess
+  (-scale at twice the target). L = the sampled completion's token count, eos included (`sampled_length`)."""
   if target_len <= 0:
     raise ValueError(f"length_penalty: target_len must be > 0, got {target_len}")
-  def score(prompt, completion, example):
-    return -scale * max(0, length_fn(completion) - target_len) / target_len
-  return RowReward("length_penalty", score)
+  def score(tokens_NxC, mask_NxC, params):
+    return -scale * jnp.maximum(0.0, sampled_length(mask_NxC) - target_len) / target_len
+  return TokenReward("length_penalty", score)
 
 
-def overlong_shaping(max_len: int, cache_len: int, length_fn: Callable[[str], int] = len) -> RowReward:
+def overlong_shaping(max_len: int, cache_len: int) -> TokenReward:
   """DAPO soft overlong punishment, with Lmax = max_len and Lc = cache_len:
-  0 if |y| <= Lmax - Lc; ((Lmax - Lc) - |y|) / Lc if Lmax - Lc < |y| <= Lmax (falls linearly to -1); -1 beyond.
-  |y| = length_fn(completion), characters by default; pass a token counter to match the sampler's budget."""
+  0 if L <= Lmax - Lc; ((Lmax - Lc) - L) / Lc if Lmax - Lc < L <= Lmax (falls linearly to -1); -1 beyond.
+  L = the sampled completion's token count, eos included (`sampled_length`), so with Lmax = rl.max_new_tokens
+  a completion that used the whole budget gets -1 whether or not its last token was eos."""
   if not 0 < cache_len <= max_len:
     raise ValueError(f"overlong_shaping: need 0 < cache_len <= max_len, got cache_len={cache_len}, "
                      f"max_len={max_len}")
-  def score(prompt, completion, example):
-    length, soft = length_fn(completion), max_len - cache_len
-    if length <= soft:
-      return 0.0
-    if length <= max_len:
-      return (soft - length) / cache_len
-    return -1.0
-  return RowReward("overlong", score)
+  soft = max_len - cache_len
+  def score(tokens_NxC, mask_NxC, params):
+    length = sampled_length(mask_NxC)
+    return jnp.where(length <= soft, 0.0, jnp.where(length <= max_len, (soft - length) / cache_len, -1.0))
+  return TokenReward("overlong", score)
 
 
-def calibration(mode: str = "brier") -> RowReward:
-  """SaySelf-style: the answer ends with "confidence: c", c in [0, 1]; correct = 1 or 0 (is_correct).
-    brier   R = 1 - 2 * (correct - c)^2        in [-1, 1]
-    linear  R = c if correct else -c           in [-1, 1]
-  No parsable confidence (missing, not a number, outside [0, 1]) gets -1, the lowest value either mode gives:
-  a neutral default (c = 0.5, brier 0.5) would beat a stated confidence on a wrong answer, so the policy
-  would learn to stop stating one."""
-  if mode not in ("brier", "linear"):
-    raise ValueError(f"calibration: mode={mode!r}; choose 'brier' or 'linear'")
+# A line that starts like a confidence line, whatever follows: a second one left in the answer voids both.
+_CONFIDENCE_START = re.compile(r"(?:^|\n)[ \t]*confidence[ \t]*:", re.IGNORECASE)
+
+CALIBRATION_FORMS = {"rlcr": "calibration", "brier": "calibration_brier", "linear": "calibration_linear"}
+
+
+def stated_confidence(completion: str) -> float | None:
+  """The one confidence the answer states (`split_confidence` on the answer part, as `completion_answer`
+  reads it), or None. Two confidence lines are no confidence: the policy could otherwise hedge with one and be
+  scored on the other. A confidence written only inside the rationale, or after a "<think>" never closed, is
+  not stated."""
+  raw = answer_part(completion)
+  if raw is None:
+    return None
+  answer, confidence = split_confidence(raw)
+  if confidence is None or _CONFIDENCE_START.search(answer):
+    return None
+  return confidence
+
+
+def calibration(mode: str = "rlcr") -> RowReward:
+  """Rewards a stated confidence c ("confidence: c" as the answer's last line, c in [0, 1]); y = 1 if the
+  answer is right (is_correct), else 0.
+    rlcr    R = y - (c - y)^2       in [-1, 1]; reward name "calibration" (the `rl.rewards` default form).
+            RLCR (2507.16806): correctness plus a proper (Brier) scoring term. Expected reward
+            p - (p(1-c)^2 + (1-p)c^2) is maximised at c = p, and there equals p^2, rising with pass rate p.
+    brier   R = 1 - 2 (y - c)^2     in [-1, 1]; "calibration_brier". Proper in c, but a sure wrong answer
+            ("confidence: 0") earns the maximum 1, so added to correctness with more than half its weight it
+            makes expected reward fall with accuracy at low pass rates (rr.rewards.incentives; grpo refuses).
+    linear  R = c if y else -c      in [-1, 1]; "calibration_linear". SaySelf's RL reward (2405.20974). Not a
+            proper scoring rule: expected reward c(2p - 1) is maximised at c = 0 or 1, never at c = p, so it
+            pushes stated confidence to the extremes instead of to the pass rate.
+  No usable confidence gets -1, the lowest value every form can give, so leaving it out never pays: a missing
+  line, a number outside [0, 1] or not a plain decimal (1e9, 0.5abc, -0.2), two confidence lines, or one
+  only inside the rationale (`stated_confidence`). A neutral default (say c = 0.5) would beat an honest
+  confidence on a wrong answer, and the policy would learn to stop stating one."""
+  if mode not in CALIBRATION_FORMS:
+    raise ValueError(f"calibration: mode={mode!r}; choose one of {sorted(CALIBRATION_FORMS)}")
   def score(prompt, completion, example):
-    confidence = split_confidence(parse_completion(completion)[1])[1]
+    confidence = stated_confidence(completion)
     if confidence is None:
       return -1.0
     correct = float(is_correct(completion, example))
+    if mode == "rlcr":
+      return correct - (confidence - correct) ** 2
     if mode == "brier":
       return 1.0 - 2.0 * (correct - confidence) ** 2
     return confidence if correct else -confidence
-  return RowReward(f"calibration_{mode}", score)
+  return RowReward(CALIBRATION_FORMS[mode], score)
 
 
 def step_correctness() -> RowReward:
-  """Process reward: the fraction of rationale steps the task's step checker accepts; 0 with no steps, and 0
-  for user and benchmark data, which have no step checker (see `step_checker`)."""
+  """Process reward: the task's Task.step_score of the rationale, right steps over the steps a whole chain
+  needs (at least those written), so a missing step counts as a wrong one and writing less never pays; 1.0
+  exactly for a whole right chain (Task.check_chain). It does not read the answer (`gate` ties it to the
+  outcome). 0 with no steps, and 0 for user and benchmark data, which have no step checker."""
   def score(prompt, completion, example):
-    check = step_checker(example.task)
-    if check is None:
+    if step_checker(example.task) is None:
       return 0.0
-    steps = check(parse_completion(completion)[0], example)
-    return sum(steps) / len(steps) if steps else 0.0
+    return float(tasks.get_task(example.task).step_score(parse_completion(completion)[0], example))
   return RowReward("step_correctness", score)

@@ -9,6 +9,10 @@ The rationale has one line per column, least significant first, in a fixed layou
   question  "478+256"
   rationale "8+6+0=14\n7+5+1=13\n4+2+1=07"
   answer    "734"   (the normal-order number; a final carry adds a leading 1)
+
+Digits are ASCII only: Python's int() and re's digit class also read e.g. Arabic-Indic digits, which no
+teacher writes, so they are wrong here. An answer with leading zeros ("0734") has the right value and is
+right, and votes with "734". A whole chain is exactly one right step per column, in order (docs/methods.md, "Scoring").
 """
 
 from __future__ import annotations
@@ -17,10 +21,10 @@ import re
 
 import numpy as np
 
-from rr.tasks.base import Example, TaskError, rationale_steps
+from rr.tasks.base import Example, TaskError, rationale_steps, share_right, text_key, whole_chain
 
-_STEP = re.compile(r"(\d)\+(\d)\+(\d)=(\d{1,2})")
-_NUMBER = re.compile(r"\d{1,40}")
+_STEP = re.compile(r"([0-9])\+([0-9])\+([0-9])=([0-9]{1,2})")
+_NUMBER = re.compile(r"[0-9]{1,40}")  # bounded, so int() never meets a huge string
 
 
 def _columns(a: int, b: int, digits: int) -> list[tuple[int, int, int, int]]:
@@ -56,12 +60,7 @@ class AdditionTask:
 
   def check_steps(self, rationale: str, example: Example) -> list[bool]:
     """Step i is right iff it adds the i-th digits of both operands and the true carry into that column."""
-    try:
-      a, b = example.meta
-      digits = max(len(str(a)), len(str(b)))
-      columns = _columns(a, b, digits)
-    except Exception:
-      columns = []
+    columns = _example_columns(example)
     results = []
     for i, step in enumerate(rationale_steps(rationale)):
       match = _STEP.fullmatch(step)
@@ -71,3 +70,25 @@ class AdditionTask:
       written = tuple(int(g) for g in match.groups())
       results.append(written == columns[i])
     return results
+
+  def check_chain(self, rationale: str, example: Example) -> bool:
+    """Exactly one right step per column, least significant first; a missing or extra step breaks the chain."""
+    return whole_chain(self.check_steps(rationale, example), len(_example_columns(example)))
+
+  def step_score(self, rationale: str, example: Example) -> float:
+    """Right steps / max(steps written, columns)."""
+    return share_right(self.check_steps(rationale, example), len(_example_columns(example)))
+
+  def vote_key(self, answer_text: str, example: Example) -> str:
+    """The number's value for a number ("0734" and "734" are one vote), else the text."""
+    text = answer_text.strip() if isinstance(answer_text, str) else ""
+    return str(int(text)) if _NUMBER.fullmatch(text) else text_key(answer_text)
+
+
+def _example_columns(example: Example) -> list[tuple[int, int, int, int]]:
+  """The columns a right rationale for this example writes; [] when its meta is not two integers."""
+  try:
+    a, b = example.meta
+    return _columns(a, b, max(len(str(a)), len(str(b))))
+  except Exception:
+    return []

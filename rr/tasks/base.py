@@ -1,7 +1,8 @@
 """What every task family shares: the Example record, the Task protocol and the train/test split.
 
-A task generates examples with a program-written ("teacher") rationale, verifies a student's answer and checks
-each step of a student's rationale. The split of a question is a pure function of an md5 hash of its text, so
+A task generates examples with a program-written ("teacher") rationale, verifies a student's answer, checks
+each step of a student's rationale and whether the steps form a whole chain (docs/methods.md, "Scoring"), and
+says what an answer means for a majority vote. The split of a question is a pure function of an md5 hash of its text, so
 train and test never share a question whatever the seeds and sizes.
 """
 
@@ -48,6 +49,38 @@ class Task(Protocol):
   def check_steps(self, rationale: str, example: Example) -> list[bool]:
     """One bool per step written (non-empty line); never raises."""
     ...
+
+  def check_chain(self, rationale: str, example: Example) -> bool:
+    """True iff the rationale is a whole right chain: every step the task needs is written and right, and
+    nothing else is written (a right prefix is not a chain); never raises."""
+    ...
+
+  def step_score(self, rationale: str, example: Example) -> float:
+    """Right steps over the steps a whole chain needs (at least those written), in [0, 1]: missing steps
+    count as wrong ones, so writing less never scores more. 1.0 exactly when check_chain holds."""
+    ...
+
+  def vote_key(self, answer_text: str, example: Example) -> str:
+    """What the answer means, for maj@k: two answers with one key get one vote and the same verdict from
+    `verify`. Never raises."""
+    ...
+
+
+def share_right(steps: list[bool], needed: int) -> float:
+  """Right steps / max(steps written, steps needed): a missing step counts as a wrong one; 0.0 for nothing."""
+  total = max(len(steps), needed)
+  return sum(steps) / total if total else 0.0
+
+
+def whole_chain(steps: list[bool], needed: int) -> bool:
+  """Exactly the `needed` steps, all right: a fixed-length chain with no step missing and none extra."""
+  return bool(steps) and len(steps) == needed and all(steps)
+
+
+def text_key(answer_text) -> str:
+  """The vote key of an answer a task cannot read as a value: its whitespace-normalised text, marked so that
+  it never equals the key of a readable answer."""
+  return "text:" + " ".join(str(answer_text).split())
 
 
 def rationale_steps(rationale: str) -> list[str]:

@@ -10,6 +10,9 @@ zero are never used, and the target never equals a source.
   answer    "(25*4)+3"               (any expression using each source at most once is accepted)
 
 Expressions are read by a small recursive-descent parser (numbers, + - * /, parentheses); nothing is eval'd.
+Digits are ASCII only. A whole chain is at least one step, every step right, the last one's result the
+target; it need not use every source, as an answer need not (docs/methods.md, "Scoring"). Answers vote by
+meaning: two expressions with the same value from the same multiset of numbers are one vote.
 """
 
 from __future__ import annotations
@@ -19,13 +22,13 @@ import re
 
 import numpy as np
 
-from rr.tasks.base import Example, TaskError, rationale_steps
+from rr.tasks.base import Example, TaskError, rationale_steps, text_key
 
 MAX_VALUE = 999
 SMALL_NUMBERS = tuple(range(1, 11))
 LARGE_NUMBERS = (25, 50, 75, 100)
 MAX_ANSWER_CHARS = 200
-_STEP = re.compile(r"(\d{1,6})([-+*/])(\d{1,6})=(\d{1,7})")
+_STEP = re.compile(r"([0-9]{1,6})([-+*/])([0-9]{1,6})=([0-9]{1,7})")
 _TOKEN = re.compile(r"\s*([0-9]{1,9}|[-+*/()])")
 
 
@@ -167,30 +170,64 @@ class CountdownTask:
     """A step is right iff its arithmetic is right and both operands are still available (each source and
     each earlier result can be used once). Available operands are used up even by a wrong step; only a
     right step adds its result."""
+    return [right for right, _ in _replay(rationale, example)]
+
+  def check_chain(self, rationale: str, example: Example) -> bool:
+    """At least one step, every step right, and the last step's result is the target."""
+    replay = _replay(rationale, example)
+    return bool(replay) and all(right for right, _ in replay) and _reaches_target(replay, example)
+
+  def step_score(self, rationale: str, example: Example) -> float:
+    """Right steps / steps written when the last step rightly reaches the target; otherwise the chain is at
+    least one step short: right / max(steps written, right steps + 1), so stopping early never pays."""
+    replay = _replay(rationale, example)
+    right = sum(ok for ok, _ in replay)
+    needed = len(replay) if _reaches_target(replay, example) else max(len(replay), right + 1)
+    return right / needed
+
+  def vote_key(self, answer_text: str, example: Example) -> str:
+    """"<value> from <sorted numbers>" for an expression ("(25*4)+3" and "3+25*4" are one vote), else the text."""
     try:
-      sources, _ = example.meta
-      available = collections.Counter(sources)
-    except Exception:
-      available = None
-    results = []
-    for step in rationale_steps(rationale):
-      match = _STEP.fullmatch(step)
-      if match is None or available is None:
-        results.append(False)
-        continue
-      a, op, b, written = int(match.group(1)), match.group(2), int(match.group(3)), int(match.group(4))
-      needed = collections.Counter([a, b])
-      operands_ok = not needed - available
-      if operands_ok:
-        available -= needed
-      try:
-        arithmetic_ok = apply_op(a, op, b) == written
-      except ExpressionError:
-        arithmetic_ok = False
-      if operands_ok and arithmetic_ok:
-        available[written] += 1
-      results.append(operands_ok and arithmetic_ok)
-    return results
+      value, numbers = evaluate(answer_text.strip())
+    except Exception:  # not an expression: it votes as its text
+      return text_key(answer_text)
+    return f"{value} from {' '.join(map(str, sorted(numbers)))}"
+
+
+def _replay(rationale: str, example: Example) -> list[tuple[bool, int | None]]:
+  """(step right, the result it writes or None) per step written, following the available numbers."""
+  try:
+    sources, _ = example.meta
+    available = collections.Counter(sources)
+  except Exception:
+    available = None
+  replay = []
+  for step in rationale_steps(rationale):
+    match = _STEP.fullmatch(step)
+    if match is None or available is None:
+      replay.append((False, None))
+      continue
+    a, op, b, written = int(match.group(1)), match.group(2), int(match.group(3)), int(match.group(4))
+    needed = collections.Counter([a, b])
+    operands_ok = not needed - available
+    if operands_ok:
+      available -= needed
+    try:
+      arithmetic_ok = apply_op(a, op, b) == written
+    except ExpressionError:
+      arithmetic_ok = False
+    if operands_ok and arithmetic_ok:
+      available[written] += 1
+    replay.append((operands_ok and arithmetic_ok, written))
+  return replay
+
+
+def _reaches_target(replay: list[tuple[bool, int | None]], example: Example) -> bool:
+  """The last step is right and its result is the example's target."""
+  try:
+    return bool(replay) and replay[-1][0] and replay[-1][1] == example.meta[1]
+  except Exception:
+    return False
 
 
 def _wrap(expr: str) -> str:

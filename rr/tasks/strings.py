@@ -7,6 +7,9 @@ instance whose value becomes empty is redrawn. The rationale applies one functio
   question  "rev(up(abc))"
   rationale "up(abc)=ABC\nrev(ABC)=CBA"
   answer    "CBA"
+
+Answers are compared exactly (after stripping surrounding whitespace), so they vote exactly too. A whole
+chain is exactly one right step per function, innermost first (docs/methods.md, "Scoring").
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import string
 
 import numpy as np
 
-from rr.tasks.base import Example, TaskError, rationale_steps
+from rr.tasks.base import Example, TaskError, rationale_steps, share_right, text_key, whole_chain
 
 VOWELS = frozenset("aeiouAEIOU")
 FUNCTIONS = {
@@ -77,8 +80,25 @@ class StringsTask:
 
   def check_steps(self, rationale: str, example: Example) -> list[bool]:
     """Step i is right iff it applies the i-th innermost function to the true value before it, correctly."""
-    try:
-      expected = teacher_steps(*example.meta)
-    except Exception:
-      expected = []
+    expected = _expected_steps(example)
     return [i < len(expected) and step == expected[i] for i, step in enumerate(rationale_steps(rationale))]
+
+  def check_chain(self, rationale: str, example: Example) -> bool:
+    """Exactly one right step per function, innermost first; a missing or extra step breaks the chain."""
+    return whole_chain(self.check_steps(rationale, example), len(_expected_steps(example)))
+
+  def step_score(self, rationale: str, example: Example) -> float:
+    """Right steps / max(steps written, functions)."""
+    return share_right(self.check_steps(rationale, example), len(_expected_steps(example)))
+
+  def vote_key(self, answer_text: str, example: Example) -> str:
+    """The stripped answer text: `verify` compares exactly, so only identical answers share a vote."""
+    return answer_text.strip() if isinstance(answer_text, str) else text_key(answer_text)
+
+
+def _expected_steps(example: Example) -> list[str]:
+  """The teacher's steps for this example; [] when its meta is not (text, functions)."""
+  try:
+    return teacher_steps(*example.meta)
+  except Exception:
+    return []

@@ -24,7 +24,7 @@ class Groups:
   examples: list  # [num_groups * G] the example behind each row
   tokens: np.ndarray  # [N, C] sampled completion tokens
   lengths: np.ndarray  # [N]
-  logprobs: np.ndarray  # [N, C] the sampler's log-probs (model at temperature 1)
+  logprobs: np.ndarray  # [N, C] the sampler's log-probs under its sampling distribution (rl.temperature)
   rewards_NxK: np.ndarray  # [N, K] each reward function's value
   valid_N: np.ndarray  # [N] False where a reward failed on the row
   total_N: np.ndarray  # [N] the combined reward

@@ -21,8 +21,8 @@ from rr.data import encode_prompts
 from rr.eval import evaluate_accuracy
 from rr.losses import PolicyLossConfig
 from rr.models import Decoder
-from rr.rewards import (GroupSizeError, calibration, check_group_size, correctness, format_reward, length_penalty,
-                        overlong_shaping, step_correctness)
+from rr.rewards import (COMBINE_MODES, Combination, GroupSizeError, calibration, check_group_size, correctness,
+                        format_reward, incentives, length_penalty, overlong_shaping, reward_name, step_correctness)
 from rr.train.inputs import load_inputs
 from rr.train.interrupt import StopRequest
 from rr.train.metrics import MetricWriter
@@ -31,24 +31,26 @@ from rr.train.rl_step import RLStep
 from rr.train.setup import build_mesh, build_model_config, count_params
 from rr.train.state import open_run, starting_state
 
-def _token_counter(tokenizer) -> Callable[[str], int]:
-  return lambda text: len(tokenizer.encode(text))
-
-
-# Rewards by the name `config.rl.rewards` uses: factory(rl, tokenizer) -> reward. Lengths count tokens.
+# Rewards by the name `config.rl.rewards` uses: factory(rl, tokenizer) -> reward. Lengths count the sampled
+# tokens (eos included), not the re-encoded text (rr.rewards.builtin.sampled_length).
 REWARDS = {
     "correctness": lambda rl, tokenizer: correctness(),
     "format": lambda rl, tokenizer: format_reward(),
     "step_correctness": lambda rl, tokenizer: step_correctness(),
-    "calibration": lambda rl, tokenizer: calibration("brier"),
+    "calibration": lambda rl, tokenizer: calibration("rlcr"),
+    "calibration_brier": lambda rl, tokenizer: calibration("brier"),
     "calibration_linear": lambda rl, tokenizer: calibration("linear"),
-    "length_penalty": lambda rl, tokenizer: length_penalty(rl.length_target, length_fn=_token_counter(tokenizer)),
-    "overlong": lambda rl, tokenizer: overlong_shaping(rl.max_new_tokens, rl.overlong_buffer,
-                                                       length_fn=_token_counter(tokenizer)),
+    "length_penalty": lambda rl, tokenizer: length_penalty(rl.length_target),
+    "overlong": lambda rl, tokenizer: overlong_shaping(rl.max_new_tokens, rl.overlong_buffer),
 }
+OUTCOME_REWARD = "correctness"  # what `rl.reward_combine = "gate"` gates on
+PROCESS_REWARDS = ("step_correctness",)  # rewards on the rationale, which "gate" counts only for right answers
 
 
-def build_rewards(rl, tokenizer) -> tuple[list, np.ndarray]:
+def reward_config(rl) -> tuple[list[str], np.ndarray]:
+  """(reward names, weights) from config.rl, after every check that needs no data: known names, one weight
+  each, a known `rl.reward_combine` with the rewards it needs, and weights under which the best expected
+  reward rises with accuracy."""
   names = [n.strip() for n in rl.rewards.split(",") if n.strip()]
   unknown = [n for n in names if n not in REWARDS]
   if not names or unknown:
@@ -61,10 +63,69 @@ def build_rewards(rl, tokenizer) -> tuple[list, np.ndarray]:
   if len(weights) != len(names):
     raise ConfigError(f"config.rl.reward_weights has {len(weights)} weights for {len(names)} rewards "
                       f"({', '.join(names)}); give one weight per reward")
+  check_reward_combine(rl, names)
+  check_rises_with_accuracy(names, weights)
+  return names, weights
+
+
+def check_reward_combine(rl, names: list[str]) -> None:
+  if rl.reward_combine not in COMBINE_MODES:
+    raise ConfigError(f"config.rl.reward_combine={rl.reward_combine!r} is not one of {COMBINE_MODES}")
+  if rl.reward_combine == "gate" and (OUTCOME_REWARD not in names or not set(PROCESS_REWARDS) & set(names)):
+    raise ConfigError(f"config.rl.reward_combine='gate' counts a process reward ({', '.join(PROCESS_REWARDS)}) "
+                      f"only when the outcome ({OUTCOME_REWARD}) is right, but config.rl.rewards={rl.rewards!r} "
+                      f"lacks {' and '.join(n for n in (OUTCOME_REWARD, PROCESS_REWARDS[0]) if n not in names)}; "
+                      "e.g. rl.rewards=format,correctness,step_correctness with rl.reward_weights=1,1,1")
+
+
+def _weight_text(weights: dict[str, float]) -> str:
+  return ", ".join(f"{name}={w:g}" for name, w in weights.items())
+
+
+def check_rises_with_accuracy(names: list[str], weights: np.ndarray) -> None:
+  """Refuses weights under which the best expected reward V(p) (rr.rewards.incentives) is not strictly
+  increasing in the pass rate p: RL would then pay the policy for wrong answers on that range. Rewards that
+  read neither correctness nor confidence are constant in p and do not count. Under normalize_then_sum the
+  check reads the weights as if the raw rewards were summed: a proxy, since normalising rescales each column."""
+  by_name: dict[str, float] = {}
+  for name, w in zip(names, weights):
+    by_name[name] = by_name.get(name, 0.0) + float(w)
+  falling = incentives.falling_ranges(by_name)
+  if not falling:
+    return
+  where = ", ".join(f"[{lo:.3g}, {hi:.3g}]" for lo, hi in falling)
+  fix = incentives.correctness_weight_that_works(by_name)
+  hint = "the RLCR form 'calibration' (correctness plus a proper Brier term) rises with accuracy at any positive weight"
+  if fix is not None:
+    fixed = [fix if n == OUTCOME_REWARD else by_name[n] for n in names]
+    hint += (f"; or keep these rewards with a correctness weight of at least {fix:g}"
+             + (f" (rl.reward_weights={','.join(f'{w:g}' for w in fixed)})" if OUTCOME_REWARD in names else
+                f" (add '{OUTCOME_REWARD}' to rl.rewards)"))
+  raise ConfigError(f"config.rl.rewards and reward_weights ({_weight_text(by_name)}): the best expected reward "
+                    f"(over any stated confidence) does not rise with accuracy, for accuracy in {where}, so RL would "
+                    f"not pay the policy for being right there. What works: {hint}")
+
+
+def build_rewards(rl, tokenizer) -> tuple[list, np.ndarray]:
+  """(reward functions, weights) for config.rl; ConfigError (see `reward_config`) before any sampling."""
+  names, weights = reward_config(rl)
   try:
     return [REWARDS[n](rl, tokenizer) for n in names], weights
   except ValueError as e:
     raise ConfigError(f"config.rl: {e}") from e
+
+
+def build_combination(rl, reward_fns, weights: np.ndarray) -> Combination:
+  """The `rl.reward_combine` combination over these rewards' columns, weights applied as `Combination` says
+  (gate: each reward keeps its weight, process rewards are multiplied by the correctness column first)."""
+  names = [reward_name(f) for f in reward_fns]
+  if rl.reward_combine != "gate":
+    return Combination(rl.reward_combine, weights, group_size=rl.group_size)
+  try:
+    return Combination("gate", weights, outcome_column=names.index(OUTCOME_REWARD),
+                       process_columns=tuple(i for i, n in enumerate(names) if n in PROCESS_REWARDS))
+  except ValueError as e:
+    raise ConfigError(f"config.rl.reward_combine='gate': {e}") from e
 
 
 def policy_loss_config(rl) -> PolicyLossConfig:
@@ -72,7 +133,7 @@ def policy_loss_config(rl) -> PolicyLossConfig:
     return PolicyLossConfig(eps_low=rl.eps_low, eps_high=rl.eps_high, ratio_level=rl.ratio_level,
                             clip_mode=rl.clip_mode, dual_clip_c=rl.dual_clip_c, aggregation=rl.aggregation,
                             max_completion_len=rl.max_new_tokens, kl_beta=rl.kl_beta,
-                            kl_estimator=rl.kl_estimator, entropy_coef=rl.entropy_coef,
+                            kl_estimator=rl.kl_estimator, kl_mode=rl.kl_mode, entropy_coef=rl.entropy_coef,
                             mask_truncated=rl.mask_truncated)
   except ValueError as e:
     raise ConfigError(f"config.rl: {e}") from e
@@ -101,10 +162,12 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   """Reinforces the student on the configured task and writes reports into `workdir`; returns the summary."""
   start = time.time()
   rl = config.rl
+  reward_config(rl)  # bad reward settings fail here, before any data is loaded
   # ---------------------------------------------------------------- inputs
   inputs = load_inputs(config)
   tokenizer = inputs.tokenizer
   reward_fns, reward_weights = build_rewards(rl, tokenizer)
+  reward_combine = build_combination(rl, reward_fns, reward_weights)
   loss_cfg = policy_loss_config(rl)
   batch_size = rl.prompts_per_step * rl.group_size
   try:
@@ -137,7 +200,7 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   # ---------------------------------------------------------------- loop
   writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
   rl_step = RLStep(rl, model, optimizer, loss_cfg, shardings, mesh, tokenizer, prompts, inputs.train, reward_fns,
-                   reward_weights, width, config.seed)
+                   reward_weights, width, config.seed, reward_combine=reward_combine)
   sampler = rl_step.sampler
 
   def evaluate(params) -> dict:

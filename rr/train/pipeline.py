@@ -34,6 +34,7 @@ def stage_configs(config):
 
 
 def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) -> dict:
+  grpo.reward_config(config.rl)  # a bad reward setting stops the job before SFT, not minutes into it
   sft_config, rl_config = stage_configs(config)
   sft_dir, rl_dir = os.path.join(workdir, "sft"), os.path.join(workdir, "grpo")
   sft_summary = sft.run(sft_config, sft_dir, should_stop=should_stop)

@@ -57,11 +57,13 @@ def whiten(x_BxT: jax.Array, mask_BxT: jax.Array, eps: float = 1e-8) -> jax.Arra
   return (x_BxT - mean) * jax.lax.rsqrt(var + eps) * mask_BxT
 
 
-def make_targets(model: Decoder, cfg: ValueConfig, shared_prompt: tuple[int, int] | None = None) -> Callable:
+def make_targets(model: Decoder, cfg: ValueConfig, shared_prompt: tuple[int, int] | None = None,
+                 temperature: float = 1.0) -> Callable:
   """`targets(state, batch) -> {old_logp, old_values, advantages, returns, value_mask}` ([B, T] each).
 
   Run once per batch, before the first epoch, so every epoch's ratio and value clip refer to the
-  params that produced the rollouts' advantages. `shared_prompt` as in `rr.train.rollout.policy_forward`.
+  params that produced the rollouts' advantages. `shared_prompt` as in `rr.train.rollout.policy_forward`;
+  `temperature` is the sampler's, so the old log-probs are those of the distribution that sampled.
   """
 
   def targets(state, batch):
@@ -74,7 +76,8 @@ def make_targets(model: Decoder, cfg: ValueConfig, shared_prompt: tuple[int, int
                                       gamma=cfg.gamma, lam=cfg.lam)
     if cfg.whiten:
       advantages_BxT = whiten(advantages_BxT, value_mask_BxT)
-    return {"old_logp": sequence_log_probs(logits_BxTxV, batch["tokens"]), "old_values": values_BxT * mask_BxT,
+    return {"old_logp": sequence_log_probs(logits_BxTxV, batch["tokens"], temperature),
+            "old_values": values_BxT * mask_BxT,
             "advantages": advantages_BxT * value_mask_BxT, "returns": returns_BxT, "value_mask": value_mask_BxT}
 
   return jax.jit(targets)

@@ -21,7 +21,7 @@ from rr import sharding
 from rr.data import decode_completion, format_prompt
 from rr.losses import PolicyLossConfig, policy_loss, sequence_log_probs, token_entropy
 from rr.models import Decoder
-from rr.rewards import compute_advantages, reward_metrics, reward_name, score_rewards, weighted_sum
+from rr.rewards import Combination, compute_advantages, reward_metrics, reward_name, score_rewards
 from rr.rewards.base import RewardFailure
 from rr.sampler import Sampler, Sampling
 from rr.train import ppo
@@ -34,7 +34,7 @@ from rr.train.step import put_batch
 def make_grpo_step(model: Decoder, optimizer: optax.GradientTransformation, loss_cfg: PolicyLossConfig,
                    shardings: dict, mesh: jax.sharding.Mesh, reuse_old_logp: bool,
                    value_cfg: ppo.ValueConfig | None = None,
-                   shared_prompt: tuple[int, int] | None = None) -> Callable:
+                   shared_prompt: tuple[int, int] | None = None, temperature: float = 1.0) -> Callable:
   """`step(state, batch, ref_params) -> (state, metrics)`, jitted with shardings.
 
   With one epoch per batch the old log-probs are the current ones under stop-gradient (ratio 1); with
@@ -43,23 +43,26 @@ def make_grpo_step(model: Decoder, optimizer: optax.GradientTransformation, loss
   With `value_cfg` (PPO) the state has a value head on the policy's trunk, trained by the same loss; the
   batch then brings `ppo.make_targets`'s per-token advantages, returns and old values.
   `shared_prompt = (G, P)` computes each group's prompt once (`rr.train.rollout.policy_forward`).
+  `temperature` is the sampler's (`rl.temperature`): the policy and the reference are scored with logits / T,
+  so the ratio, the KL and the entropy are those of the distribution the rollouts were drawn from (TRL, verl).
   """
 
   def loss_fn(trained, batch, ref_params):
     params = trained["params"] if value_cfg else trained
     logits_BxTxV, hidden_BxTxD = policy_forward(model, params, batch["tokens"], batch["positions"],
                                                 shared_prompt)
-    logp_BxT = sequence_log_probs(logits_BxTxV, batch["tokens"])
+    logp_BxT = sequence_log_probs(logits_BxTxV, batch["tokens"], temperature)
     old_logp_BxT = batch["old_logp"] if reuse_old_logp else jax.lax.stop_gradient(logp_BxT)
     ref_logp_BxT = None
     if loss_cfg.kl_beta > 0:
       ref_logits, _ = policy_forward(model, ref_params, batch["tokens"], batch["positions"], shared_prompt)
-      ref_logp_BxT = jax.lax.stop_gradient(sequence_log_probs(ref_logits, batch["tokens"]))
-    entropy_BxT = token_entropy(logits_BxTxV)
+      ref_logp_BxT = jax.lax.stop_gradient(sequence_log_probs(ref_logits, batch["tokens"], temperature))
+    entropy_BxT = token_entropy(logits_BxTxV, temperature)
     loss, metrics = policy_loss(logp_BxT, old_logp_BxT, batch["advantages"], batch["mask"], loss_cfg,
                                 ref_logp_BxT=ref_logp_BxT, entropy_BxT=entropy_BxT, has_eos_B=batch["has_eos"])
-    gap_BxT = jnp.abs(jax.lax.stop_gradient(logp_BxT) - batch["sampler_logp"]) * batch["mask"]
-    metrics = {**metrics, "entropy": jnp.sum(jax.lax.stop_gradient(entropy_BxT) * batch["mask"])
+    active_BxT = batch["mask"] > 0  # where(), not a product: padding columns may hold anything
+    gap_BxT = jnp.where(active_BxT, jnp.abs(jax.lax.stop_gradient(logp_BxT) - batch["sampler_logp"]), 0.0)
+    metrics = {**metrics, "entropy": jnp.sum(jnp.where(active_BxT, jax.lax.stop_gradient(entropy_BxT), 0.0))
                / jnp.maximum(batch["mask"].sum(), 1.0),
                "logprob_gap_mean": gap_BxT.sum() / jnp.maximum(batch["mask"].sum(), 1.0),
                "logprob_gap_max": gap_BxT.max()}
@@ -105,10 +108,14 @@ class RLStep:
 
   def __init__(self, rl, model: Decoder, optimizer: optax.GradientTransformation, loss_cfg: PolicyLossConfig,
                shardings: dict, mesh: jax.sharding.Mesh, tokenizer, prompts: Sequence[Sequence[int]],
-               examples: Sequence, reward_fns: Sequence, reward_weights: np.ndarray, width: int, seed: int):
+               examples: Sequence, reward_fns: Sequence, reward_weights: np.ndarray, width: int, seed: int,
+               reward_combine: Combination | None = None):
     self.rl, self.mesh, self.tokenizer, self.width, self.seed = rl, mesh, tokenizer, width, seed
     self.prompts, self.examples = list(prompts), list(examples)
     self.reward_fns, self.reward_weights = list(reward_fns), np.asarray(reward_weights, np.float32)
+    # How reward columns become total_N (config.rl.reward_combine, rr.train.grpo.build_combination).
+    self.reward_combine = (Combination("weighted_sum", self.reward_weights) if reward_combine is None
+                           else reward_combine)
     names = [reward_name(f) for f in self.reward_fns]
     self.correctness_column = names.index("correctness") if "correctness" in names else None
     self.sampler = Sampler(model.cfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, mesh=mesh)
@@ -117,11 +124,14 @@ class RLStep:
     shared_prompt = (rl.group_size, width - rl.max_new_tokens)  # the rollout_batch layout
     self.train_step = make_grpo_step(model, optimizer, loss_cfg, shardings, mesh,
                                      reuse_old_logp=rl.epochs > 1 or self.value_cfg is not None,
-                                     value_cfg=self.value_cfg, shared_prompt=shared_prompt)
-    self.ppo_targets = (ppo.make_targets(model, self.value_cfg, shared_prompt)
+                                     value_cfg=self.value_cfg, shared_prompt=shared_prompt,
+                                     temperature=rl.temperature)
+    self.ppo_targets = (ppo.make_targets(model, self.value_cfg, shared_prompt, temperature=rl.temperature)
                         if self.value_cfg is not None else None)
+    # Old log-probs for epochs > 1, at the sampling temperature like the loss's.
     self.old_logp_fn = jax.jit(lambda params, batch: sequence_log_probs(
-        policy_forward(model, params, batch["tokens"], batch["positions"], shared_prompt)[0], batch["tokens"]))
+        policy_forward(model, params, batch["tokens"], batch["positions"], shared_prompt)[0], batch["tokens"],
+        rl.temperature))
     filtering = rl.dynamic_sampling or rl.pass_rate_min > 0.0 or rl.pass_rate_max < 1.0
     self.max_rounds = rl.max_sampling_rounds if filtering else 1
     self.keep: Callable[[Groups], np.ndarray] = lambda groups: keep_groups(
@@ -141,11 +151,11 @@ class RLStep:
     mask_NxC = np.arange(out.tokens.shape[1])[None, :] < out.lengths[:, None]
     rewards_NxK, valid_N, failures = score_rewards(self.reward_fns, prompt_texts, completions, examples,
                                                    tokens_NxC=out.tokens, mask_NxC=mask_NxC)
-    total_N = np.asarray(weighted_sum(rewards_NxK, self.reward_weights))
+    total_N = np.asarray(self.reward_combine(rewards_NxK, valid_N))
     passed_N = (rewards_NxK[:, self.correctness_column] >= 1.0 if self.correctness_column is not None
                 else np.zeros(len(completions), bool))
     groups = Groups(rl.group_size, [self.prompts[i] for i in picked], examples, out.tokens, out.lengths,
-                    out.model_logprobs, rewards_NxK, valid_N, total_N, passed_N)
+                    out.logprobs, rewards_NxK, valid_N, total_N, passed_N)
     return groups, failures
 
   def __call__(self, state, step: int, ref_params=None) -> tuple[dict, StepResult]:

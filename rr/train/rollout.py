@@ -3,8 +3,10 @@
 Layout: row = prompt tokens left-padded to `width - C` columns, then the completion from that column on,
 right padded (C = the sampler's max_new_tokens). Positions run 0..n-1 over the real tokens, -1 on padding.
 `mask[t] = 1` when `tokens[t + 1]` is a completion token, so the log-prob read at `t` is that token's.
-`sampler_logp[t]` holds the sampler's log-prob (model at temperature 1) of the same token, so the trainer
-can report how far its recomputed log-probs are from what the sampler saw.
+`sampler_logp[t]` holds the sampler's log-prob of the same token under the distribution it sampled from
+(logits / rl.temperature, renormalised after top-k / top-p), so the trainer, which scores at the same
+temperature, can report how far its recomputed log-probs are from what the sampler saw (0 up to float noise
+without top-k / top-p; with them, the trainer's unfiltered log-prob is lower by the log of the kept mass).
 
 Every completion starts at the same column, so the G rows of a group share their prompt columns exactly;
 `policy_forward` runs those once per group and the completions on top of a KV cache of them, which is

@@ -1,0 +1,85 @@
+"""The trainer scores rollouts at the sampling temperature: its log-probs (ratio, KL, entropy, the old
+log-probs of epochs > 1 and PPO's) are those of the distribution the sampler drew from (logits / T)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rr import models, sharding
+from rr.config import base_config
+from rr.data import CharTokenizer, encode_prompts
+from rr.losses import PolicyLossConfig
+from rr.rewards import RowReward
+from rr.tasks import make_split
+from rr.train import ppo
+from rr.train.optimizer import make_optimizer
+from rr.train.rl_step import RLStep
+from rr.train.rollout import rollout_batch
+from rr.train.state import init_train_state
+from rr.train.step import put_batch
+
+T = 0.7
+
+
+@pytest.fixture(scope="module")
+def setup():
+  tok = CharTokenizer()
+  cfg = models.model_config("nano", vocab_size=tok.vocab_size)  # float32 params and compute
+  rl = base_config().rl
+  rl.temperature, rl.top_k, rl.top_p = T, 0, 1.0
+  rl.prompts_per_step, rl.group_size, rl.max_new_tokens, rl.kl_beta = 2, 2, 6, 0.1
+  examples = make_split("addition", "train", 4, difficulty=2, seed=0)
+  prompts = encode_prompts(tok, [e.question for e in examples])
+  width = -(-max(len(p) for p in prompts) // 8) * 8 + rl.max_new_tokens
+  optimizer = make_optimizer(base_config().optim, 10, cfg.param_dtype)
+  mesh = sharding.make_mesh()
+  state, shardings = init_train_state(cfg, optimizer, mesh, seed=0)
+  reward = RowReward("length", lambda prompt, completion, example: len(completion) / 10.0)
+  step = RLStep(rl, models.Decoder(cfg), optimizer, PolicyLossConfig(kl_beta=rl.kl_beta), shardings, mesh, tok,
+                prompts, examples, [reward], np.array([1.0], np.float32), width, seed=0)
+  return step, state, cfg, width
+
+
+def test_rollout_log_probs_are_the_sampling_distributions(setup):
+  step, state, _, _ = setup
+  groups, _ = step.sample_round(state["params"], 0, 0)
+  # The same call the step makes, straight to the sampler: `logprobs` are under logits / T.
+  again = step.sampler(state["params"], groups.prompts, max_new_tokens=step.rl.max_new_tokens,
+                       strategy=step.strategy, rng=jax.random.fold_in(jax.random.fold_in(jax.random.key(0), 0), 0),
+                       num_samples=step.rl.group_size)
+  np.testing.assert_array_equal(groups.tokens, again.tokens)
+  np.testing.assert_array_equal(groups.logprobs, again.logprobs)
+  mask = np.arange(again.tokens.shape[1])[None, :] < again.lengths[:, None]
+  assert np.abs(again.logprobs - again.model_logprobs)[mask].max() > 1e-2  # T = 0.7 is not T = 1
+
+
+def test_trainer_log_probs_equal_the_samplers_at_temperature(setup):
+  step, state, cfg, width = setup
+  prompts = step.prompts[:2]
+  out = step.sampler(state["params"], prompts, max_new_tokens=6, strategy=step.strategy, rng=jax.random.key(3),
+                     num_samples=2)
+  batch = rollout_batch(prompts, 2, out.tokens, out.lengths, out.logprobs, 1, 0, width)
+  device_batch = put_batch(batch, step.mesh)
+  mask = batch["mask"] > 0
+  # Epochs > 1 record old log-probs with this function.
+  old = np.asarray(step.old_logp_fn(state["params"], device_batch))
+  np.testing.assert_allclose(old[mask], batch["sampler_logp"][mask], rtol=1e-5, atol=1e-5)
+  # PPO's targets record theirs at the same temperature.
+  targets = ppo.make_targets(models.Decoder(cfg), ppo.ValueConfig(), (2, width - 6), temperature=T)
+  ppo_state = {"params": state["params"], "value_head": models.init_value_head(cfg)}
+  ppo_batch = {**device_batch, "rewards": jnp.zeros(4), "valid": jnp.ones(4)}
+  np.testing.assert_allclose(np.asarray(targets(ppo_state, ppo_batch)["old_logp"])[mask],
+                             batch["sampler_logp"][mask], rtol=1e-5, atol=1e-5)
+
+
+def test_one_rl_step_at_temperature_reads_no_gap_and_no_kl_to_an_equal_reference(setup):
+  step, state, _, _ = setup
+  ref = jax.tree.map(jnp.copy, state["params"])
+  state = jax.tree.map(jnp.copy, state)  # the step donates its state
+  _, result = step(state, 0, ref)
+  assert result.finite
+  # The loss's log-probs (policy and reference) are the sampler's at T: no gap, and KL 0 to a reference
+  # equal to the policy (a reference scored at another temperature would read a positive KL).
+  assert result.metrics["train/logprob_gap_max"] < 1e-5
+  assert abs(result.metrics["train/kl"]) < 1e-6
