@@ -1,39 +1,38 @@
 #!/usr/bin/env bash
-# Reproduces the README's distil-then-reinforce table: runs the default job (SFT on 300 rationales, then
-# GRPO), then SFT alone on the same 300 rationales for about the same wall time, and prints the rows;
-# then evaluates both stages of the job with python -m rr.eval (reports in each stage's eval/).
-# Usage: bash experiments/distil_then_reinforce.sh [DIR]   (DIR must not exist; two runs go inside it)
+# Reproduces the README's distil-then-reinforce tables over several seeds. For each seed: the default job
+# (SFT on 300 rationales, then GRPO), then SFT alone on the same 300 rationales for the same wall time (its
+# steps = the job's wall time / the SFT stage's seconds per step, measured in this run), then python -m rr.eval
+# on both stages of the job (reports in each stage's eval/). Prints the tables as mean +- std over seeds and
+# the per-seed numbers (experiments/summarize_distil_then_reinforce.py).
+# Usage: bash experiments/distil_then_reinforce.sh [DIR]   (DIR must not exist)   SEEDS="0 1 2" by default
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-/tmp/rr_distil_then_reinforce}
+seeds=${SEEDS:-0 1 2}
 if [ -e "$dir" ]; then
   echo "$dir exists; pass a new directory (rr never overwrites a run)" >&2
   exit 2
 fi
-same_budget_steps=${SAME_BUDGET_STEPS:-1800}  # SFT steps that take about as long as the default job here
-start=$(date +%s)
-python -m rr.main --config configs/default.py --workdir "$dir/default"
-job_seconds=$(( $(date +%s) - start ))
-start=$(date +%s)
-python -m rr.main --config configs/sft.py --config.data.train_size=300 --config.train.steps="$same_budget_steps" \
-  --config.train.eval_every=300 --config.train.checkpoint_every="$same_budget_steps" --workdir "$dir/sft_same_budget"
-sft_seconds=$(( $(date +%s) - start ))
-python - "$dir" "$job_seconds" "$sft_seconds" <<'PY'
-import json, sys
-d, job_s, sft_s = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-job = json.load(open(f"{d}/default/summary.json"))
-same = json.load(open(f"{d}/sft_same_budget/summary.json"))
-sft_steps = job["sft/step"]
-print("| run | held-out accuracy | wall time |")
-print("|---|---:|---:|")
-print(f"| SFT only: 300 rationales, {sft_steps} steps (the job's stage 1) | {job['eval/accuracy_initial']:.3f} | "
-      f"{job['sft/wall_seconds']:.0f} s |")
-print(f"| SFT + GRPO: stage 1, then {job['grpo/step']} GRPO steps (the default job) | {job['eval/accuracy']:.3f} | "
-      f"{job_s} s |")
-print(f"| SFT only, same budget: 300 rationales, {same['step']} steps | {same['eval/accuracy']:.3f} | {sft_s} s |")
-PY
-cp "$dir/default/grpo/curves.png" experiments/distil_then_reinforce_grpo_curves.png
-for stage in sft grpo; do  # pass@k, maj@k and CoT-pass@k of each stage (README: "Evaluate a checkpoint")
-  python -m rr.eval --checkpoint "$dir/default/$stage" --config configs/default.py --k 1,2,4,8,16 --samples 16
+mkdir -p "$dir"
+for seed in $seeds; do
+  run="$dir/seed$seed"
+  start=$(date +%s)
+  python -m rr.main --config configs/default.py --config.seed="$seed" --workdir "$run/default"
+  job_seconds=$(( $(date +%s) - start ))
+  echo "$job_seconds" > "$run/default_wall_seconds"
+  steps=$(python -c "import json,sys; s=json.load(open(sys.argv[1])); print(int($job_seconds / s['sft/train/seconds_per_step']))" \
+    "$run/default/summary.json")
+  start=$(date +%s)
+  python -m rr.main --config configs/default.py --config.trainer=sft --config.seed="$seed" \
+    --config.data.train_size=300 --config.train.steps="$steps" --config.train.eval_every=300 \
+    --config.train.checkpoint_every="$steps" --workdir "$run/sft_same_budget"
+  echo $(( $(date +%s) - start )) > "$run/sft_same_budget_wall_seconds"
+  for stage in sft grpo; do  # pass@k, maj@k and CoT-pass@k of each stage (README: "Evaluate a checkpoint")
+    python -m rr.eval --checkpoint "$run/default/$stage" --config configs/default.py --config.seed="$seed" \
+      --k 1,2,4,8,16 --samples 16
+  done
 done
-cp "$dir/default/grpo/eval/pass_at_k.png" experiments/distil_then_reinforce_pass_at_k.png
+python experiments/summarize_distil_then_reinforce.py "$dir" $seeds
+first=$(echo $seeds | cut -d' ' -f1)
+cp "$dir/seed$first/default/grpo/curves.png" experiments/distil_then_reinforce_grpo_curves.png
+cp "$dir/seed$first/default/grpo/eval/pass_at_k.png" experiments/distil_then_reinforce_pass_at_k.png
