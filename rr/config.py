@@ -116,7 +116,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.rl.aggregation = "seq-mean-token-mean"  # token-mean (DAPO) | seq-mean-token-sum-norm (Dr.GRPO)
   c.rl.kl_beta = 0.0  # > 0 builds a frozen reference copy of the initial params
   c.rl.kl_estimator = "k3"  # k1 | k2 | k3: the logged `kl` (and, with kl_mode "loss", the term differentiated)
-  c.rl.kl_mode = "gradient"  # gradient: the sequence KL's score-function gradient (2506.09477) | loss: TRL's k_n
+  # gradient: the sequence KL's score-function gradient (2506.09477) | loss: TRL's k_n differentiated |
+  # reward: beta * sum_t k_t subtracted from each completion's reward before the advantages
+  c.rl.kl_mode = "gradient"
   c.rl.entropy_coef = 0.0
   c.rl.mask_truncated = False
   c.rl.dynamic_sampling = False  # DAPO: drop groups with equal rewards and sample more prompts

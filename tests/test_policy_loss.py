@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rr.losses import PolicyLossConfig, policy_loss, token_entropy, value_loss
+from rr.losses import PolicyLossConfig, policy_loss, sequence_kl, token_entropy, value_loss
 
 # Two rows with the same ratios rho = [1.5, 0.5, 1.1] (old log-probs 0), advantages +1 and -1.
 RHO = [1.5, 0.5, 1.1]
@@ -325,3 +325,19 @@ def test_overflow_at_a_padding_column_changes_nothing(kl_mode, aggregation):
   np.testing.assert_allclose(got[2], want[2], rtol=1e-6)
   for key, value in want[1].items():
     assert float(got[1][key]) == pytest.approx(float(value), rel=1e-6), key
+
+
+def test_kl_reward_mode_logs_the_kl_but_adds_no_term():
+  """kl_mode="reward" puts the penalty in the advantages (rr.train.rl_step), so the loss and its gradient are
+  the surrogate's alone; the estimator is still logged, and sequence_kl is the per-row sum of k1."""
+  ref = np.array([[-0.2, -0.9, 0.3], [0.0, 0.1, -0.4]], np.float32)
+  mask = np.array([[1, 1, 1], [1, 1, 0]], np.float32)
+  plain = _loss_and_grad(PolicyLossConfig(), LOGP, OLD, ADV, mask)
+  reward = _loss_and_grad(PolicyLossConfig(kl_beta=0.5, kl_mode="reward", kl_estimator="k1"), LOGP, OLD, ADV, mask,
+                          ref_logp_BxT=jnp.asarray(ref))
+  assert reward[0] == pytest.approx(plain[0])
+  np.testing.assert_allclose(reward[2], plain[2], rtol=1e-6)
+  k1 = (LOGP - ref) * mask
+  assert float(reward[1]["kl"]) == pytest.approx(k1.sum() / mask.sum(), rel=1e-5)
+  np.testing.assert_allclose(np.asarray(sequence_kl(jnp.asarray(LOGP), jnp.asarray(ref), jnp.asarray(mask), "k1")),
+                             k1.sum(-1), rtol=1e-5)

@@ -10,7 +10,7 @@ from rr import models, sharding
 from rr.config import base_config
 from rr.data import CharTokenizer, encode_prompts
 from rr.losses import PolicyLossConfig
-from rr.rewards import RowReward
+from rr.rewards import RowReward, compute_advantages
 from rr.tasks import make_split
 from rr.train import ppo
 from rr.train.optimizer import make_optimizer
@@ -83,3 +83,37 @@ def test_one_rl_step_at_temperature_reads_no_gap_and_no_kl_to_an_equal_reference
   # equal to the policy (a reference scored at another temperature would read a positive KL).
   assert result.metrics["train/logprob_gap_max"] < 1e-5
   assert abs(result.metrics["train/kl"]) < 1e-6
+
+
+def test_kl_in_the_reward_comes_off_each_completions_reward_before_the_advantages(setup):
+  """kl_mode="reward": advantages are those of reward - beta * sum_t k1_t, with the policy's and the
+  reference's log-probs at T; the loss itself carries no KL term."""
+  step, state, cfg, width = setup
+  rl = step.rl.copy_and_resolve_references()
+  beta = 0.5
+  loss_cfg = PolicyLossConfig(kl_beta=beta, kl_mode="reward", kl_estimator="k1")
+  optimizer = make_optimizer(base_config().optim, 10, cfg.param_dtype)
+  _, shardings = init_train_state(cfg, optimizer, step.mesh, seed=0)
+  reward_step = RLStep(rl, models.Decoder(cfg), optimizer, loss_cfg, shardings, step.mesh, step.tokenizer,
+                       step.prompts, step.examples, step.reward_fns, step.reward_weights, width, seed=0)
+  noise = jax.random.normal(jax.random.key(1), ())
+  ref = jax.tree.map(lambda x: x + 0.05 * noise * jnp.ones_like(x), state["params"])
+  groups, _ = reward_step.sample_round(state["params"], 0, 0)
+  batch = rollout_batch(groups.prompts, rl.group_size, groups.tokens, groups.lengths, groups.logprobs, 1, 0, width)
+  device_batch = put_batch(batch, step.mesh)
+  logp = np.asarray(reward_step.old_logp_fn(state["params"], device_batch))
+  ref_logp = np.asarray(reward_step.old_logp_fn(ref, device_batch))
+  kl_N = ((logp - ref_logp) * batch["mask"]).sum(-1)
+  assert np.abs(kl_N).max() > 1e-3  # the reference differs, so the penalty is not 0
+  want = np.asarray(compute_advantages("grpo", groups.total_N - beta * kl_N, rl.group_size, valid_B=groups.valid_N))
+  seen = {}
+  train_step = reward_step.train_step
+
+  def spy(s, b, r):
+    seen["advantages"] = np.asarray(b["advantages"])
+    return train_step(s, b, r)
+
+  reward_step.train_step = spy
+  _, result = reward_step(jax.tree.map(jnp.copy, state), 0, ref)
+  np.testing.assert_allclose(seen["advantages"], want, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(result.metrics["train/kl_reward_penalty"], beta * kl_N.mean(), rtol=1e-4)

@@ -29,7 +29,7 @@ RATIO_LEVELS = ("token", "sequence")
 CLIP_MODES = ("clip", "gppo")
 AGGREGATIONS = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm")
 KL_ESTIMATORS = ("k1", "k2", "k3")
-KL_MODES = ("gradient", "loss")
+KL_MODES = ("gradient", "loss", "reward")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,8 +41,10 @@ class PolicyLossConfig:
   3e-4/4e-4). GPPO: clip_mode="gppo". `max_completion_len` is Dr.GRPO's constant; None means the mask width.
   `kl_mode` says how beta*KL(pi || pi_ref) reaches the gradient: "gradient" (default) uses the score-function
   gradient of the sequence KL (`kl_gradient_term`, 2506.09477); "loss" differentiates the per-token
-  `kl_estimator` itself, as TRL does, which is not the KL's gradient (kept for comparison). The loss value,
-  and the logged `kl`, are the `kl_estimator`'s in both modes.
+  `kl_estimator` itself, as TRL does, which is not the KL's gradient (kept for comparison); "reward" adds no
+  term here: the trainer subtracts beta * sum_t k_t from each completion's reward before the advantages
+  (`sequence_kl`, PPO's and OpenRLHF's form). The loss value, and the logged `kl`, are the `kl_estimator`'s
+  in the first two modes; in "reward" mode `kl` is logged and the loss carries no KL.
   """
   eps_low: float = 0.2
   eps_high: float = 0.2
@@ -120,6 +122,15 @@ def kl_gradient_term(logp_BxT: jax.Array, old_logp_BxT: jax.Array, ref_logp_BxT:
   rho_BxT = jnp.exp(jax.lax.stop_gradient(logp_BxT - jnp.where(active, old_logp_BxT, 0.0)))
   term_BxT = rho_BxT * rtg_BxT * (logp_BxT - jax.lax.stop_gradient(logp_BxT))
   return jnp.where(active, term_BxT, 0.0)
+
+
+def sequence_kl(logp_BxT: jax.Array, ref_logp_BxT: jax.Array, mask_BxT: jax.Array, estimator: str) -> jax.Array:
+  """sum_t m_t k_t per sequence [B]: the KL penalty `kl_mode="reward"` subtracts (times beta) from each
+  completion's reward. With k1 this is "k1 in the reward", whose policy gradient is the sequence KL's
+  (2506.09477, 2510.01555); masked positions are zeroed before the estimator's exp."""
+  active = mask_BxT > 0
+  kl_BxT = kl_per_token(jnp.where(active, logp_BxT, 0.0), jnp.where(active, ref_logp_BxT, 0.0), estimator)
+  return jnp.where(active, kl_BxT, 0.0).sum(-1)
 
 
 def _masked_mean(x_BxT: jax.Array, mask_BxT: jax.Array) -> jax.Array:
@@ -216,7 +227,7 @@ def policy_loss(logp_BxT: jax.Array, old_logp_BxT: jax.Array, adv_B: jax.Array, 
     ref_logp_BxT = on_mask(ref_logp_BxT)
     kl_BxT = on_mask(kl_per_token(logp_BxT, ref_logp_BxT, cfg.kl_estimator))
     metrics["kl"] = _masked_mean(kl_BxT, mask_BxT)
-    if cfg.kl_beta:
+    if cfg.kl_beta and cfg.kl_mode != "reward":  # "reward": the penalty is in the advantages already
       if cfg.kl_mode == "gradient":
         kl_BxT = jax.lax.stop_gradient(kl_BxT) + kl_gradient_term(logp_BxT, old_logp_BxT, ref_logp_BxT, mask_BxT)
       total_BxT = total_BxT + cfg.kl_beta * kl_BxT

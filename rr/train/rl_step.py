@@ -19,7 +19,7 @@ import optax
 
 from rr import sharding
 from rr.data import decode_completion, format_prompt
-from rr.losses import PolicyLossConfig, policy_loss, sequence_log_probs, token_entropy
+from rr.losses import PolicyLossConfig, policy_loss, sequence_kl, sequence_log_probs, token_entropy
 from rr.models import Decoder
 from rr.rewards import Combination, compute_advantages, reward_metrics, reward_name, score_rewards
 from rr.rewards.base import RewardFailure
@@ -132,6 +132,10 @@ class RLStep:
     self.old_logp_fn = jax.jit(lambda params, batch: sequence_log_probs(
         policy_forward(model, params, batch["tokens"], batch["positions"], shared_prompt)[0], batch["tokens"],
         rl.temperature))
+    # kl_mode "reward": beta * sum_t k_t per completion comes off its reward before the advantages.
+    self.kl_reward_beta = loss_cfg.kl_beta if loss_cfg.kl_mode == "reward" else 0.0
+    self.sequence_kl_fn = jax.jit(lambda params, ref_params, batch: sequence_kl(
+        self.old_logp_fn(params, batch), self.old_logp_fn(ref_params, batch), batch["mask"], loss_cfg.kl_estimator))
     filtering = rl.dynamic_sampling or rl.pass_rate_min > 0.0 or rl.pass_rate_max < 1.0
     self.max_rounds = rl.max_sampling_rounds if filtering else 1
     self.keep: Callable[[Groups], np.ndarray] = lambda groups: keep_groups(
@@ -177,12 +181,17 @@ class RLStep:
     chosen = collected.batch
     batch = rollout_batch(chosen.prompts, rl.group_size, chosen.tokens, chosen.lengths, chosen.logprobs,
                           self.tokenizer.eos_id, self.tokenizer.pad_id, self.width)
+    total_N, kl_penalty_N = chosen.total_N, None
+    if self.kl_reward_beta:
+      kl_penalty_N = self.kl_reward_beta * np.asarray(self.sequence_kl_fn(
+          state["params"], ref_params, put_batch({k: batch[k] for k in ("tokens", "positions", "mask")}, self.mesh)))
+      total_N = total_N - kl_penalty_N
     if self.value_cfg is None:
       opts = {"scale": rl.advantage_scale} if rl.advantage == "grpo" else {}
-      batch["advantages"] = np.asarray(compute_advantages(rl.advantage, chosen.total_N, rl.group_size,
+      batch["advantages"] = np.asarray(compute_advantages(rl.advantage, total_N, rl.group_size,
                                                           valid_B=chosen.valid_N, **opts), np.float32)
     else:
-      batch.update(ppo.row_rewards(chosen.total_N, chosen.valid_N))
+      batch.update(ppo.row_rewards(total_N, chosen.valid_N))
     t2 = time.time()
     device_batch = put_batch(batch, self.mesh)
     if self.value_cfg is not None:  # PPO: advantages come from the value head, before any update
@@ -220,6 +229,8 @@ class RLStep:
              **{f"train/{k}": v for k, v in reward_metrics(self.reward_fns, sampled.rewards_NxK, valid).items()}}
     if "kl" in metrics:
       train["train/kl"] = float(metrics["kl"])
+    if kl_penalty_N is not None:  # the reward the advantages saw is train/reward minus this
+      train["train/kl_reward_penalty"] = float(kl_penalty_N[chosen.valid_N].mean()) if chosen.valid_N.any() else 0.0
     for key in ("value_loss", "value_clip_frac", "values_mean"):  # PPO only
       if key in metrics:
         train[f"train/{key}"] = float(metrics[key])
