@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import json
 import os
 from typing import Any
 
@@ -88,7 +89,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.batch_size = 256
   c.eval.max_new_tokens = 64
 
-  c.rl = ml_collections.ConfigDict()  # trainer "grpo": the GRPO family (METHODS.md sections 1-3)
+  c.rl = ml_collections.ConfigDict()  # trainer "grpo": the GRPO family (docs/methods.md)
   c.rl.steps = 100  # distil_then_reinforce: steps and learning rate of the GRPO stage
   c.rl.lr = 3e-5
   c.rl.prompts_per_step = 8
@@ -97,7 +98,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.rl.temperature = 1.0
   c.rl.top_k = 0
   c.rl.top_p = 1.0
-  c.rl.rewards = "correctness,format"  # rr.train.grpo.REWARDS names, comma-separated
+  c.rl.rewards = "correctness,format"  # registered reward names (rr.rewards.register), comma-separated
   c.rl.reward_weights = "1.0,0.1"  # one weight per reward
   # How the weighted rewards make one reward per completion: weighted_sum | normalize_then_sum (GDPO: each
   # reward normalised in its group, then weighted) | gate (Posterior-GRPO: process rewards such as
@@ -333,3 +334,116 @@ def shrink_rl_for_runlocal(c: ml_collections.ConfigDict) -> ml_collections.Confi
   c.rl.max_new_tokens = 16
   c.rl.dynamic_sampling = False
   return c
+
+
+# ------------------------------------------------------------------------------------------ config.json
+
+RUN_CONFIG = "config.json"  # the resolved config a run writes into its workdir (rr.eval reads it back)
+
+
+def run_config_files(workdir: str) -> list[str]:
+  """The resolved configs a workdir has run with, oldest first: config.json, then config.2.json, ...
+  (written when a resume's config differs; see `save_run_config`)."""
+  found = []
+  if os.path.isfile(os.path.join(workdir, RUN_CONFIG)):
+    found.append((1, os.path.join(workdir, RUN_CONFIG)))
+  if os.path.isdir(workdir):
+    for name in os.listdir(workdir):
+      middle = name[len("config."):-len(".json")] if name.startswith("config.") and name.endswith(".json") else ""
+      if middle.isdigit() and int(middle) >= 2:
+        found.append((int(middle), os.path.join(workdir, name)))
+  return [path for _, path in sorted(found)]
+
+
+def is_run_config_file(path: str) -> bool:
+  """Whether `path` is a config.json rr wrote (a dict with `trainer` and a `data` group), not a Hugging Face
+  model's config.json of the same name; never raises."""
+  try:
+    with open(path) as f:
+      data = json.load(f)
+  except (OSError, ValueError):
+    return False
+  return isinstance(data, dict) and "trainer" in data and isinstance(data.get("data"), dict)
+
+
+def save_run_config(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """Writes the resolved `config` into `workdir` so a run says what it ran with and `rr.eval` needs no
+  --config; returns the path that holds it.
+
+  The first run writes config.json. A resume whose config equals the newest one written changes nothing. One
+  that differs (a longer `train.steps` is the common case) is legitimate, but rr never rewrites a user's
+  files: config.json stays as it was, the new config goes beside it as config.2.json (then config.3.json,
+  ...), and stderr names the keys that changed. rr.eval reads the newest.
+  """
+  import sys
+
+  values = _plain_dict(config)
+  existing = run_config_files(workdir)
+  if existing:
+    old = _read_json(existing[-1])
+    if old == values:
+      return existing[-1]
+    number = len(existing) + 1
+    while os.path.exists(os.path.join(workdir, f"config.{number}.json")):
+      number += 1
+    path = os.path.join(workdir, f"config.{number}.json")
+  else:
+    path = os.path.join(workdir, RUN_CONFIG)
+  os.makedirs(workdir, exist_ok=True)
+  tmp = f"{path}.tmp.{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(values, f, indent=2, sort_keys=True)
+    f.write("\n")
+  os.replace(tmp, path)
+  if existing:
+    changed = _changed_keys(old, values) if isinstance(old, dict) else []
+    shown = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
+    print(f"rr: this run's config differs from {existing[-1]} in {shown or 'its contents'}; kept that file and "
+          f"wrote {path}", file=sys.stderr)
+  return path
+
+
+def read_run_config(path: str) -> ml_collections.ConfigDict:
+  """The config a run wrote (see `save_run_config`), checked like a config file. Keys this rr version has
+  added since take their defaults; a key it does not know is an error naming the file."""
+  data = _read_json(path)
+  if not isinstance(data, dict):
+    raise ConfigError(f"{path} is not a config rr wrote (unreadable or not a JSON object); pass --config "
+                      "configs/<name>.py[:arg], the config the run was trained with")
+  _check_keys(ml_collections.ConfigDict(data), base_config(), prefix="", source=path)
+  config = base_config()
+  _merge(config, data)
+  validate(config, source=path)
+  return config
+
+
+def _merge(into: ml_collections.ConfigDict, values: dict) -> None:
+  for key, value in values.items():
+    if isinstance(value, dict):
+      _merge(into[key], value)
+    else:
+      into[key] = value
+
+
+def _plain_dict(config: ml_collections.ConfigDict) -> dict:
+  """The config as JSON would read it back (so a resume compares like with like)."""
+  return json.loads(json.dumps(config.copy_and_resolve_references().to_dict()))
+
+
+def _read_json(path: str):
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+  out = []
+  for key in sorted(set(old) | set(new)):
+    a, b = old.get(key), new.get(key)
+    if isinstance(a, dict) and isinstance(b, dict):
+      out += _changed_keys(a, b, f"{prefix}{key}.")
+    elif a != b:
+      out.append(f"{prefix}{key} ({a!r} -> {b!r})")
+  return out

@@ -6,7 +6,7 @@ import pytest
 
 from rr import train
 from rr.config import apply_overrides, load_config
-from rr.rewards import RowReward
+from rr.rewards import RowReward, register, unregister
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,9 +30,7 @@ def _length_reward(rl=None, tokenizer=None):
 
 @pytest.fixture(scope="session")
 def length_reward():
-  """Registers the "length" reward under `config.rl.rewards` for the tests that ask for it."""
-  from rr.train import grpo
-
-  with pytest.MonkeyPatch.context() as mp:
-    mp.setitem(grpo.REWARDS, "length", _length_reward)
-    yield "length"
+  """Registers the "length" reward under `config.rl.rewards` for the tests that ask for it, as a user would."""
+  register("length", factory=True)(_length_reward)
+  yield "length"
+  unregister("length")

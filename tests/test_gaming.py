@@ -369,9 +369,7 @@ CAL_WRONG = "<think>5+3+0=08\n6+7+0=13\n8+6+1=15</think>1539"
     (CAL_RIGHT + " confidence: 0.9", -1.0),  # not on a line of its own
 ])
 def test_calibration_reward_gaming_table(completion, want):
-  from rr.train import grpo
-
-  reward = grpo.REWARDS["calibration"](None, None)
+  reward = rewards.build_reward("calibration", None, None)
   assert reward.name == "calibration"
   got = float(reward([""], [completion], [CAL_EX])[0])
   assert got == pytest.approx(want, abs=1e-6), completion
@@ -385,9 +383,7 @@ def test_calibration_reward_gaming_table(completion, want):
     ("calibration_linear", CAL_RIGHT, -1.0),
 ])
 def test_old_calibration_forms_gaming_rows(name, completion, want):
-  from rr.train import grpo
-
-  got = float(grpo.REWARDS[name](None, None)([""], [completion], [CAL_EX])[0])
+  got = float(rewards.build_reward(name, None, None)([""], [completion], [CAL_EX])[0])
   assert got == pytest.approx(want, abs=1e-6), completion
 
 

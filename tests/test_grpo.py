@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rr import models, sharding, train
-from rr.config import ConfigError, apply_overrides, base_config, load_config
+from rr.config import ConfigError, apply_overrides, base_config, load_config, read_run_config
 from rr.losses import PolicyLossConfig, sequence_log_probs, token_log_probs
 from rr.data import CharTokenizer
 from rr.tasks import Example
@@ -125,7 +125,7 @@ def grpo_run(sft_workdir, length_reward, tmp_path_factory):
   return workdir, train.run(grpo_config(sft_workdir), workdir)
 
 
-def test_grpo_run_from_an_sft_checkpoint_reports_trl_style_metrics(grpo_run):
+def test_grpo_run_from_an_sft_checkpoint_reports_trl_style_metrics(grpo_run, sft_workdir):
   workdir, summary = grpo_run
   assert summary["finished"] and summary["step"] == 12
   for key in ("eval/accuracy_initial", "eval/accuracy", "train/rewards/length/mean", "train/rewards/correctness/std",
@@ -140,6 +140,7 @@ def test_grpo_run_from_an_sft_checkpoint_reports_trl_style_metrics(grpo_run):
   assert rows[-1]["train/kl"] > rows[0]["train/kl"]
   # The trainer's recomputed log-probs are the sampler's (same params, float32).
   assert max(r["train/logprob_gap_max"] for r in rows) < 1e-4
+  assert read_run_config(os.path.join(workdir, "config.json")).to_dict() == grpo_config(sft_workdir).to_dict()
 
 
 def test_grpo_resume_draws_the_same_rollouts_and_losses(grpo_run, sft_workdir, tmp_path, length_reward):
@@ -152,6 +153,8 @@ def test_grpo_resume_draws_the_same_rollouts_and_losses(grpo_run, sft_workdir, t
   got = {r["step"]: r["train/loss"] for r in read_metrics(os.path.join(resumed, "metrics.jsonl")) if "train/loss" in r}
   assert sorted(got) == sorted(want)
   np.testing.assert_allclose([got[s] for s in sorted(got)], [want[s] for s in sorted(want)], rtol=1e-5, atol=1e-7)
+  rows = read_metrics(os.path.join(resumed, "metrics.jsonl"))
+  assert len({(r["step"], tuple(sorted(r))) for r in rows}) == len(rows)  # one row per (step, keys)
 
 
 def test_two_epochs_per_batch_record_old_logprobs(sft_workdir, tmp_path, length_reward):

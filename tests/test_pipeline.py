@@ -8,7 +8,8 @@ import numpy as np
 
 from rr import train
 from rr.checkpoint import Checkpoints
-from rr.config import apply_overrides, load_config
+from rr.config import apply_overrides, load_config, read_run_config
+from rr.eval.__main__ import main as eval_main
 from rr.train.pipeline import stage_configs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,3 +45,14 @@ def test_runlocal_job_runs_both_stages_and_reports_before_and_after(tmp_path):
   rl_params = final_params(str(workdir / "grpo" / "checkpoints"))
   jax.tree.map(np.testing.assert_array_equal, rl_params, sft_params)
   assert any(float(np.abs(x).sum()) > 0 for x in jax.tree.leaves(sft_params))
+  # The job's config and each stage's (as stage_configs rewrote it) sit in their directories ...
+  saved = {name: read_run_config(str(workdir / name / "config.json")) for name in ("", "sft", "grpo")}
+  assert saved[""].to_dict() == config.to_dict()
+  assert saved["sft"].trainer == "sft" and saved["sft"].data.train_size == config.data.sft_size
+  assert saved["grpo"].trainer == "grpo" and saved["grpo"].init_checkpoint == str(workdir / "sft")
+  # ... so rr.eval on a stage needs no --config.
+  out = workdir / "grpo" / "eval_no_config"
+  assert eval_main(["--checkpoint", str(workdir / "grpo"), "--out", str(out), "--k", "1", "--samples", "1",
+                    "--num-examples", "2"]) == 0
+  with open(out / "eval.json") as f:
+    assert json.load(f)["checkpoint"] == str(workdir / "grpo" / "checkpoints")

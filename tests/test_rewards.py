@@ -119,10 +119,8 @@ def test_stated_confidence_reads_only_the_answer_part(example):
 
 
 def test_config_name_calibration_is_rlcr_and_the_old_forms_keep_explicit_names(example):
-  from rr.train import grpo
-
   sure_wrong, right = WRONG + "\nconfidence: 0", GOOD + "\nconfidence: 0.5"
-  got = {name: call(grpo.REWARDS[name](None, None), [sure_wrong, right], [example] * 2)
+  got = {name: call(rewards.build_reward(name, None, None), [sure_wrong, right], [example] * 2)
          for name in ("calibration", "calibration_brier", "calibration_linear")}
   np.testing.assert_allclose(got["calibration"], [0, 0.75])  # 0 - 0^2; 1 - 0.5^2
   np.testing.assert_allclose(got["calibration_brier"], [1, 0.5])  # the sure wrong answer's maximum

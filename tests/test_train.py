@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rr import train
-from rr.config import apply_overrides, load_config
+from rr.config import apply_overrides, load_config, read_run_config, run_config_files
 from rr.train.metrics import read_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,6 +22,12 @@ def runlocal_config(*overrides):
   config = load_config(f"{SFT}:runlocal")
   apply_overrides(config, list(overrides))
   return config
+
+
+def one_row_per_step_and_keys(workdir):
+  rows = read_metrics(os.path.join(workdir, "metrics.jsonl"))
+  keys = [(r["step"], tuple(sorted(r))) for r in rows]
+  return len(keys) == len(set(keys))
 
 
 def losses(workdir):
@@ -51,6 +57,7 @@ def test_run_writes_metrics_summary_curves_and_tensorboard(full_run):
   assert any(name.startswith("events.out.tfevents") for name in os.listdir(os.path.join(workdir, "tensorboard")))
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["12", "8"]
   assert summary["train/loss"] == on_disk["train/loss"]
+  assert read_run_config(os.path.join(workdir, "config.json")).to_dict() == runlocal_config().to_dict()
 
 
 def test_loss_goes_down(full_run):
@@ -69,6 +76,34 @@ def test_resume_continues_exactly_where_it_stopped(full_run, tmp_path):
   steps = [2, 4, 6, 8, 10, 12]
   assert sorted(losses(resumed)) == steps
   np.testing.assert_allclose([losses(resumed)[s] for s in steps], [losses(workdir)[s] for s in steps], rtol=1e-6)
+  assert run_config_files(resumed) == [os.path.join(resumed, "config.json")]  # same config: no second file
+
+
+class _Killed(Exception):
+  """Raised from should_stop: the loop ends with nothing saved, as under SIGKILL or a power loss."""
+
+
+def test_rerun_after_a_crash_ends_like_an_uninterrupted_run_with_one_row_per_step(full_run, tmp_path):
+  workdir, _ = full_run
+  crashed = str(tmp_path / "crashed")
+
+  def kill_at_10(step):
+    if step == 10:  # step 10 is logged, the last checkpoint is step 8's
+      raise _Killed
+    return False
+
+  with pytest.raises(_Killed):
+    train.run(runlocal_config(), crashed, should_stop=kill_at_10)
+  assert sorted(os.listdir(os.path.join(crashed, "checkpoints"))) == ["8"] and 10 in losses(crashed)
+  with open(os.path.join(crashed, "metrics.jsonl"), "a") as f:
+    f.write('{"step": 11, "train/lo')  # and the kill cut a write short
+  train.run(runlocal_config(), crashed)
+  assert one_row_per_step_and_keys(crashed)
+  steps = [2, 4, 6, 8, 10, 12]
+  assert sorted(losses(crashed)) == steps
+  np.testing.assert_allclose([losses(crashed)[s] for s in steps], [losses(workdir)[s] for s in steps], rtol=1e-6)
+  rows = read_metrics(os.path.join(crashed, "metrics.jsonl"))
+  assert [r["step"] for r in rows if "eval/accuracy" in r] == [8, 12]
 
 
 def test_finished_run_is_not_overwritten_by_a_rerun(full_run):
@@ -77,6 +112,7 @@ def test_finished_run_is_not_overwritten_by_a_rerun(full_run):
   before = {n: os.path.getmtime(os.path.join(ckpt, n)) for n in os.listdir(ckpt)}
   train.run(runlocal_config(), workdir)
   assert {n: os.path.getmtime(os.path.join(ckpt, n)) for n in os.listdir(ckpt)} == before
+  assert one_row_per_step_and_keys(workdir)  # its final evaluation, logged again, replaced the first
 
 
 def _subprocess_losses(tmp_path, name, *flags, devices=8):

@@ -1,4 +1,7 @@
-"""`python -m rr.eval --checkpoint DIR --config configs/<task>.py[:arg] [--k 1,4,16] [--samples N] ...`.
+"""`python -m rr.eval --checkpoint DIR [--config configs/<task>.py[:arg]] [--k 1,4,16] [--samples N] ...`.
+
+Without --config, the config is the one the run wrote into its workdir (config.json, or the newest
+config.<n>.json a resume with changed keys wrote beside it); --config.KEY=VALUE overrides apply to either.
 
 Evaluates a checkpoint on its config's held-out questions: greedy accuracy, unbiased pass@k, maj@k and
 CoT-pass@k from --samples samples per question, accuracy by difficulty, lengths, ECE/Brier of stated
@@ -11,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-USAGE = ("usage: python -m rr.eval --checkpoint DIR --config configs/<name>.py[:arg] [--config.KEY=VALUE ...]\n"
+USAGE = ("usage: python -m rr.eval --checkpoint DIR [--config configs/<name>.py[:arg]] [--config.KEY=VALUE ...]\n"
          "         [--k 1,4,16] [--samples N] [--temperature T] [--num-examples N] [--ece-bins B] [--out DIR]\n"
          "  e.g. python -m rr.eval --checkpoint /tmp/sft --config configs/sft.py --k 1,4,16 --samples 16")
 
@@ -63,13 +66,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.checkpoint:
       raise run.EvalError(f"--checkpoint is required (a run's --workdir or its checkpoints/ directory)\n{USAGE}")
-    if not args.config:
-      raise run.EvalError(f"--config is required (the config the checkpoint was trained with)\n{USAGE}")
     ks = run.parse_ks(args.k)
     samples = max(ks) if args.samples is None else args.samples
     run.check_sampling_flags(ks, samples, args.temperature, args.ece_bins, args.num_examples)
-    run.resolve_checkpoint(args.checkpoint)  # a missing or wrong directory is named before the config loads
-    config = load_config(args.config, overrides)
+    _, workdir = run.resolve_checkpoint(args.checkpoint)  # a wrong directory is named before the config loads
+    if args.config:  # given, it wins over the run's own config.json
+      config = load_config(args.config, overrides)
+    else:
+      config = run.run_config(workdir, overrides)
     prepared = run.prepare(args.checkpoint, config, out=args.out, ks=ks, samples=samples,
                            temperature=args.temperature, ece_bins=args.ece_bins, num_examples=args.num_examples)
     results = run.evaluate(prepared, ks=ks, samples=samples, temperature=args.temperature, ece_bins=args.ece_bins)

@@ -1,4 +1,5 @@
-"""Evaluation metrics from sampled completions (METHODS.md section 6): pure functions of host arrays.
+"""Evaluation metrics from sampled completions (docs/methods.md, "Evaluation metrics"): pure functions of host
+arrays.
 
 pass@k is the unbiased estimator of 2107.03374 (not the biased 1 - (1 - c/n)^k), CoT-pass@k (2506.14245)
 is the same estimator over samples whose answer *and* every rationale step are right, and maj@k votes over

@@ -4,12 +4,14 @@ The pieces, in the order `evaluate` runs them, each usable alone (tests call `sc
 hand-made completions):
 
   resolve_checkpoint  a run's --workdir, an rr checkpoints directory or a Hugging Face directory -> (dir, workdir)
+  run_config          without --config: the config the run wrote into its workdir (config.json)
   parse_ks            "1,4,16" -> [1, 4, 16]
   prepare             every check that can fail on user input, before any sampling
   sample              greedy once per question, then n samples per question, batched through the Sampler
   score               one completion text -> Scored (rr.eval.scoring)
-  assemble            Scored completions -> the metrics dict written to eval.json (METHODS.md section 6); ECE
-                      and Brier come with `confidence_coverage`, the share of completions that state a confidence
+  assemble            Scored completions -> the metrics dict written to eval.json (docs/methods.md,
+                      "Evaluation metrics"); ECE and Brier come with `confidence_coverage`, the share of
+                      completions that state a confidence
 
 Unparsed answers and how completions are scored: `rr.eval.scoring`.
 """
@@ -49,7 +51,7 @@ def resolve_checkpoint(path: str) -> tuple[str, str]:
   if os.path.isdir(nested):
     return nested, path
   has_steps = any(name.isdigit() and os.path.isdir(os.path.join(path, name)) for name in os.listdir(path))
-  if os.path.isfile(os.path.join(path, "config.json")) and not has_steps:
+  if os.path.isfile(os.path.join(path, "config.json")) and not has_steps and not _is_run_config(path):
     return path, path  # a Hugging Face model directory: read by rr.models.from_hf
   if not has_steps:
     stages = sorted(name for name in os.listdir(path) if os.path.isdir(os.path.join(path, name, "checkpoints")))
@@ -58,6 +60,29 @@ def resolve_checkpoint(path: str) -> tuple[str, str]:
             "; pass a run's --workdir (it holds checkpoints/) or an rr checkpoints directory")
     raise EvalError(f"--checkpoint {path} holds no rr checkpoint (no checkpoints/ and no <step>/ folders){hint}")
   return path, os.path.dirname(path) if os.path.basename(path) == "checkpoints" else path
+
+
+def _is_run_config(directory: str) -> bool:
+  """A run's own config.json (rr.config.save_run_config), which shares its name with a Hugging Face model's."""
+  from rr.config import is_run_config_file
+  return is_run_config_file(os.path.join(directory, "config.json"))
+
+
+def run_config(workdir: str, overrides=()):
+  """The config a run in `workdir` trained with, for `--checkpoint` without `--config`: the newest of the
+  config.json files it wrote (rr.config.run_config_files), with command-line `overrides` applied."""
+  from rr.config import apply_overrides, is_run_config_file, read_run_config, run_config_files
+
+  files = [path for path in run_config_files(workdir) if is_run_config_file(path)]
+  if not files:
+    raise EvalError(f"--checkpoint {workdir} holds no config.json written by an rr run, so its config is unknown; "
+                    "pass --config configs/<name>.py[:arg] (the config it was trained with), or point --checkpoint "
+                    "at a run's --workdir (for a two-stage job, a stage's, like DIR/grpo) that holds one")
+  config = read_run_config(files[-1])
+  if overrides:
+    apply_overrides(config, list(overrides))
+  print(f"rr.eval: using the run's config {files[-1]}", file=sys.stderr)
+  return config
 
 
 def parse_ks(text: str) -> list[int]:

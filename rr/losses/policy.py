@@ -1,7 +1,7 @@
 """One clipped policy-gradient loss whose options cover GRPO, Dr.GRPO, DAPO, GSPO, GPPO and PPO.
 
-The math is METHODS.md section 1. Every algorithm is a `PolicyLossConfig`, not a copy of the loss, so a
-fix to masking or aggregation reaches them all. Inputs are per-token log-probs of the sampled completion
+The math is docs/methods.md, "Policy loss". Every algorithm is a `PolicyLossConfig`, not a copy of the loss, so
+a fix to masking or aggregation reaches them all. Inputs are per-token log-probs of the sampled completion
 tokens (`rr.losses.token_log_probs`); nothing here sees a model.
 
 GSPO: we use the GSPO-token form, rho_{i,t} = sg(s_i) * exp(logp_t - sg(logp_t)), with

@@ -1,4 +1,5 @@
-"""Rewards: text rewards scored safely on the host, jittable combinators, and advantage estimators."""
+"""Rewards: text rewards scored safely on the host, the registry of their config names (`register`), jittable
+combinators, and advantage estimators."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from rr.rewards.builtin import (calibration, correctness, format_reward, is_corr
                                 overlong_shaping, sampled_length, split_confidence, stated_confidence,
                                 step_correctness)
 from rr.rewards.combine import COMBINE_MODES, Combination, gate, gated_sum, normalize_then_sum, weighted_sum
+from rr.rewards.registry import (RewardRegistryError, build_reward, closest_name, register,
+                                 reward_names, unregister)
 
 __all__ = ["GroupSizeError", "check_group_size", "compute_advantages", "gae", "group_advantages",
            "reinforce_pp_advantages", "rloo_advantages",
@@ -17,4 +20,5 @@ __all__ = ["GroupSizeError", "check_group_size", "compute_advantages", "gae", "g
            "format_reward", "gate", "gated_sum", "is_correct", "length_penalty", "normalize_then_sum",
            "overlong_shaping", "reward_metrics", "reward_name", "sampled_length", "score_rewards",
            "split_confidence", "stated_confidence", "step_correctness", "weighted_sum",
-           "COMBINE_MODES", "Combination"]
+           "COMBINE_MODES", "Combination",
+           "RewardRegistryError", "build_reward", "closest_name", "register", "reward_names", "unregister"]

@@ -1,8 +1,8 @@
 """Advantage estimators: group baselines (GRPO, Dr.GRPO, RLOO, REINFORCE++) and GAE for PPO.
 
-METHODS.md section 1. Rows come in groups of `group_size` consecutive completions of one prompt. A row whose
-reward failed (NaN, or `valid_B` False) gets advantage 0 and is left out of every statistic, so one bad
-reward costs one row, not the batch. All functions are jittable with `group_size` static.
+docs/methods.md, "Advantage estimators". Rows come in groups of `group_size` consecutive completions of one
+prompt. A row whose reward failed (NaN, or `valid_B` False) gets advantage 0 and is left out of every statistic,
+so one bad reward costs one row, not the batch. All functions are jittable with `group_size` static.
 """
 
 from __future__ import annotations

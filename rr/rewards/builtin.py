@@ -1,4 +1,5 @@
-"""Built-in text rewards: factories that return a named reward callable (see rr.rewards.base).
+"""Built-in text rewards: factories that return a named reward callable (see rr.rewards.base), each registered
+under its config name (rr.rewards.registry) right after its definition, the way a user registers their own.
 
 Every one parses the completion with rr.data.prompts.parse_completion ("<think>" rationale "</think>" answer).
 A completion may end its answer with a stated confidence line, which `calibration` reads and the others ignore:
@@ -20,6 +21,7 @@ from rr.data.answers import VERIFIERS
 from rr.data.prompts import answer_part, parse_completion
 from rr.data.tokenizers import THINK_CLOSE, THINK_OPEN
 from rr.rewards.base import RowReward, TokenReward
+from rr.rewards.registry import register
 from rr.tasks import Example
 
 _CONFIDENCE = re.compile(r"(?:^|\n)[ \t]*confidence:[ \t]*([0-9]*\.?[0-9]+)[ \t]*$", re.IGNORECASE)
@@ -87,6 +89,9 @@ def correctness() -> RowReward:
   return RowReward("correctness", lambda prompt, completion, example: float(is_correct(completion, example)))
 
 
+register("correctness")(correctness())
+
+
 def format_reward() -> RowReward:
   """1 if the completion is "<think>...</think>" (from its start, after whitespace, with one of each tag) then
   a non-empty answer (a confidence line alone does not count as an answer), else 0."""
@@ -96,6 +101,9 @@ def format_reward() -> RowReward:
       return 0.0
     return float(completion_answer(text) is not None)
   return RowReward("format", score)
+
+
+register("format")(format_reward())
 
 
 def sampled_length(mask_NxC):
@@ -116,6 +124,9 @@ def length_penalty(target_len: int, scale: float = 1.0) -> TokenReward:
   return TokenReward("length_penalty", score)
 
 
+register("length_penalty", factory=True)(lambda rl, tokenizer: length_penalty(rl.length_target))
+
+
 def overlong_shaping(max_len: int, cache_len: int) -> TokenReward:
   """DAPO soft overlong punishment, with Lmax = max_len and Lc = cache_len:
   0 if L <= Lmax - Lc; ((Lmax - Lc) - L) / Lc if Lmax - Lc < L <= Lmax (falls linearly to -1); -1 beyond.
@@ -129,6 +140,10 @@ def overlong_shaping(max_len: int, cache_len: int) -> TokenReward:
     length = sampled_length(mask_NxC)
     return jnp.where(length <= soft, 0.0, jnp.where(length <= max_len, (soft - length) / cache_len, -1.0))
   return TokenReward("overlong", score)
+
+
+# DAPO's setting: the hard limit is the sampling budget, so a completion cut off there gets -1.
+register("overlong", factory=True)(lambda rl, tokenizer: overlong_shaping(rl.max_new_tokens, rl.overlong_buffer))
 
 
 # A line that starts like a confidence line, whatever follows: a second one left in the answer voids both.
@@ -182,6 +197,10 @@ def calibration(mode: str = "rlcr") -> RowReward:
   return RowReward(CALIBRATION_FORMS[mode], score)
 
 
+for _mode, _name in CALIBRATION_FORMS.items():
+  register(_name)(calibration(_mode))
+
+
 def step_correctness() -> RowReward:
   """Process reward: the task's Task.step_score of the rationale, right steps over the steps a whole chain
   needs (at least those written), so a missing step counts as a wrong one and writing less never pays; 1.0
@@ -192,3 +211,6 @@ def step_correctness() -> RowReward:
       return 0.0
     return float(tasks.get_task(example.task).step_score(parse_completion(completion)[0], example))
   return RowReward("step_correctness", score)
+
+
+register("step_correctness")(step_correctness())

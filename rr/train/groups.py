@@ -1,11 +1,11 @@
 """Which sampled groups a step trains on: DAPO's dynamic sampling and balanced difficulty filtering.
 
-METHODS.md section 2. A group is the G completions of one prompt. Dynamic sampling drops groups whose
-rewards are all equal (their advantages are zero, so they only dilute the batch) and samples another round
-of prompts until the batch is full, at most `rl.max_sampling_rounds` rounds. Difficulty filtering keeps
-groups whose pass rate (share of completions the task verifier accepts) lies in [pass_rate_min,
-pass_rate_max]. When the rounds run out the batch is topped up with dropped groups, so its shape (and the
-compiled step) never changes; `frac_groups_kept` and `sampling_rounds` say how often that happens.
+docs/methods.md, "Data-side controls". A group is the G completions of one prompt. Dynamic sampling drops groups
+whose rewards are all equal (their advantages are zero, so they only dilute the batch) and samples another round
+of prompts until the batch is full, at most `rl.max_sampling_rounds` rounds. Difficulty filtering keeps groups
+whose pass rate (share of completions the task verifier accepts) lies in [pass_rate_min, pass_rate_max]. When
+the rounds run out the batch is topped up with dropped groups, so its shape (and the compiled step) never
+changes; `frac_groups_kept` and `sampling_rounds` say how often that happens.
 """
 
 from __future__ import annotations

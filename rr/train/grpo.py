@@ -16,13 +16,13 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from rr.config import ConfigError
+from rr.config import ConfigError, save_run_config
 from rr.data import encode_prompts
 from rr.eval import evaluate_accuracy
 from rr.losses import PolicyLossConfig
 from rr.models import Decoder
-from rr.rewards import (COMBINE_MODES, Combination, GroupSizeError, calibration, check_group_size, correctness,
-                        format_reward, incentives, length_penalty, overlong_shaping, reward_name, step_correctness)
+from rr.rewards import (COMBINE_MODES, Combination, GroupSizeError, build_reward, check_group_size,
+                        closest_name, incentives, reward_name, reward_names)
 from rr.train.inputs import load_inputs
 from rr.train.interrupt import StopRequest
 from rr.train.metrics import MetricWriter
@@ -31,18 +31,8 @@ from rr.train.rl_step import RLStep
 from rr.train.setup import build_mesh, build_model_config, count_params
 from rr.train.state import open_run, starting_state
 
-# Rewards by the name `config.rl.rewards` uses: factory(rl, tokenizer) -> reward. Lengths count the sampled
-# tokens (eos included), not the re-encoded text (rr.rewards.builtin.sampled_length).
-REWARDS = {
-    "correctness": lambda rl, tokenizer: correctness(),
-    "format": lambda rl, tokenizer: format_reward(),
-    "step_correctness": lambda rl, tokenizer: step_correctness(),
-    "calibration": lambda rl, tokenizer: calibration("rlcr"),
-    "calibration_brier": lambda rl, tokenizer: calibration("brier"),
-    "calibration_linear": lambda rl, tokenizer: calibration("linear"),
-    "length_penalty": lambda rl, tokenizer: length_penalty(rl.length_target),
-    "overlong": lambda rl, tokenizer: overlong_shaping(rl.max_new_tokens, rl.overlong_buffer),
-}
+# Reward names resolve in rr.rewards.registry, built-ins and users' rewards alike; these two name the roles "gate"
+# reads.
 OUTCOME_REWARD = "correctness"  # what `rl.reward_combine = "gate"` gates on
 PROCESS_REWARDS = ("step_correctness",)  # rewards on the rationale, which "gate" counts only for right answers
 
@@ -52,10 +42,13 @@ def reward_config(rl) -> tuple[list[str], np.ndarray]:
   each, a known `rl.reward_combine` with the rewards it needs, and weights under which the best expected
   reward rises with accuracy."""
   names = [n.strip() for n in rl.rewards.split(",") if n.strip()]
-  unknown = [n for n in names if n not in REWARDS]
+  known = reward_names()
+  unknown = [n for n in names if n not in known]
   if not names or unknown:
-    raise ConfigError(f"config.rl.rewards={rl.rewards!r}: unknown {unknown or 'empty list'}; "
-                      f"choose from {sorted(REWARDS)}")
+    close = [f"{closest_name(n)!r} for {n!r}" for n in unknown if closest_name(n)]
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise ConfigError(f"config.rl.rewards={rl.rewards!r}: unknown {unknown or 'empty list'}{hint}; choose from "
+                      f"{known}, or register your own with rr.rewards.register in a module your config file imports")
   try:
     weights = np.array([float(w) for w in rl.reward_weights.split(",")], np.float32)
   except ValueError:
@@ -110,7 +103,7 @@ def build_rewards(rl, tokenizer) -> tuple[list, np.ndarray]:
   """(reward functions, weights) for config.rl; ConfigError (see `reward_config`) before any sampling."""
   names, weights = reward_config(rl)
   try:
-    return [REWARDS[n](rl, tokenizer) for n in names], weights
+    return [build_reward(n, rl, tokenizer) for n in names], weights
   except ValueError as e:
     raise ConfigError(f"config.rl: {e}") from e
 
@@ -197,6 +190,8 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   if loss_cfg.kl_beta > 0:
     ref_params = starting_state(model_cfg, optimizer, mesh, config.seed, record, config.init_checkpoint,
                                 hf_path=config.model.hf_path)[0]["params"]
+  if jax.process_index() == 0:
+    save_run_config(config, workdir)
   # ---------------------------------------------------------------- loop
   writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
   rl_step = RLStep(rl, model, optimizer, loss_cfg, shardings, mesh, tokenizer, prompts, inputs.train, reward_fns,
@@ -210,6 +205,7 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
                              batch_size=config.eval.batch_size)
 
   step = int(jax.device_get(state["step"])) // rl.epochs
+  writer.resume(None if resumed is None else step)  # rows a crash logged past the checkpoint: set aside
   first_eval = {}
   if resumed is None:
     first_eval = evaluate(state["params"])

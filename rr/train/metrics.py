@@ -2,6 +2,13 @@
 
 One writer serves every trainer. metrics.jsonl is appended to, so a resumed run continues the same file;
 each line is one logged step: `{"step": N, "train/loss": ..., "eval/accuracy": ...}`.
+
+The file never holds two rows for one (step, keys). A run that died without saving (SIGKILL, power loss)
+logged steps its last checkpoint does not hold; the rerun restores that checkpoint and logs those steps
+again, so `resume(step)` first moves every row past the restored step to metrics.dropped.jsonl (rewriting
+metrics.jsonl atomically) and TensorBoard hides its events from there on (`purge_step`). A row logged again
+at the restored step itself (a finished run rerun evaluates once more) replaces the earlier one, which goes
+to metrics.dropped.jsonl too.
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from typing import Any
 
 
@@ -20,14 +28,48 @@ class MetricWriter:
     self.enabled = enabled
     os.makedirs(workdir, exist_ok=True)
     self.metrics_path = os.path.join(workdir, "metrics.jsonl")
+    self.dropped_path = os.path.join(workdir, "metrics.dropped.jsonl")  # rows `resume` took out
     self._tb = None
+    self._purge_step = None  # TensorBoard hides events from this step on (set by `resume`)
+    self._restored_step = None
+    self._replaceable: dict[frozenset, int] = {}  # keys -> line number, of the rows kept at the restored step
+
+  def resume(self, step: int | None) -> int:
+    """Call once, before the first `write`, with the step the run restored (None: it starts afresh). Moves
+    the rows past `step` (all rows when None) to metrics.dropped.jsonl and drops a last line a kill cut
+    short; returns how many rows left metrics.jsonl."""
+    if not self.enabled:
+      return 0
+    self._restored_step = None if step is None else int(step)
+    self._purge_step = 0 if step is None else int(step) + 1
+    rows, torn = _read_rows(self.metrics_path)
+    kept = [r for r in rows if step is not None and r["step"] <= step]
+    gone = [r for r in rows if step is None or r["step"] > step]
+    dropped = len(gone) + torn
+    if dropped:
+      with open(self.dropped_path, "a") as f:  # kept aside, not lost: rr never deletes what a run wrote
+        f.writelines(json.dumps(r) + "\n" for r in gone)
+      self._rewrite(kept)
+      since = "no checkpoint was restored" if step is None else f"they are past the restored step {step}"
+      print(f"rr: moved {dropped} row(s) of {self.metrics_path} to {os.path.basename(self.dropped_path)}: "
+            f"{since}, and this run logs those steps again", file=sys.stderr)
+    self._replaceable = {_keys(r): i for i, r in enumerate(kept) if r["step"] == step}
+    return dropped
 
   def write(self, step: int, metrics: dict[str, Any]) -> None:
     if not self.enabled:
       return
     row = {"step": int(step), **{k: _plain(v) for k, v in metrics.items()}}
-    with open(self.metrics_path, "a") as f:
-      f.write(json.dumps(row) + "\n")
+    line = self._replaceable.pop(_keys(row), None) if row["step"] == self._restored_step else None
+    if line is None:
+      with open(self.metrics_path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    else:
+      rows = read_metrics(self.metrics_path)
+      with open(self.dropped_path, "a") as f:
+        f.write(json.dumps(rows[line]) + "\n")
+      rows[line] = row
+      self._rewrite(rows)
     tb = self._tensorboard()
     for key, value in row.items():
       if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
@@ -74,15 +116,44 @@ class MetricWriter:
   def _tensorboard(self):
     if self._tb is None:
       from tensorboardX import SummaryWriter
-      self._tb = SummaryWriter(os.path.join(self.workdir, "tensorboard"))
+      self._tb = SummaryWriter(os.path.join(self.workdir, "tensorboard"), purge_step=self._purge_step)
     return self._tb
+
+  def _rewrite(self, rows: list[dict]) -> None:
+    """Replaces metrics.jsonl by `rows` atomically: a crash leaves the old file or the new, never half."""
+    tmp = f"{self.metrics_path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+      f.writelines(json.dumps(r) + "\n" for r in rows)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, self.metrics_path)
 
 
 def read_metrics(path: str) -> list[dict]:
+  """The rows of a metrics.jsonl; a last line cut short by a kill is left out (see `MetricWriter.resume`)."""
+  return _read_rows(path)[0]
+
+
+def _read_rows(path: str) -> tuple[list[dict], int]:
+  """(rows, 1 if the last line is a torn write else 0). Only the last line may be torn: a bad line before
+  it is not rr's and stays an error."""
   if not os.path.exists(path):
-    return []
+    return [], 0
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    lines = [line for line in f if line.strip()]
+  rows = [json.loads(line) for line in lines[:-1]]
+  if lines:
+    try:
+      rows.append(json.loads(lines[-1]))
+    except ValueError:
+      if lines[-1].endswith("\n"):
+        raise
+      return rows, 1
+  return rows, 0
+
+
+def _keys(row: dict) -> frozenset:
+  return frozenset(row)
 
 
 def _plain(value: Any) -> Any:

@@ -4,7 +4,9 @@ Stage 1 is SFT on a small share of teacher rationales (`data.sft_size` of the tr
 GRPO from that checkpoint on the whole train split's questions (`rl.steps` at `rl.lr`), where only the
 answers are needed. Each stage keeps its own workdir (`sft/`, `grpo/`) with its usual reports; the job's
 summary.json has `eval/accuracy_initial` (after SFT, before RL) and `eval/accuracy` (after RL).
-Rerunning the command resumes whichever stage was interrupted.
+Rerunning the command resumes whichever stage was interrupted. The job's resolved config is written to
+`config.json` in its workdir and each stage's (with the keys this module rewrites) to the stage's own, which
+is what `rr.eval --checkpoint WORKDIR/grpo` reads when no --config is given.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Callable
 
 import jax
 
+from rr.config import save_run_config
 from rr.train import grpo, sft
 from rr.train.metrics import MetricWriter
 
@@ -37,6 +40,8 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   grpo.reward_config(config.rl)  # a bad reward setting stops the job before SFT, not minutes into it
   sft_config, rl_config = stage_configs(config)
   sft_dir, rl_dir = os.path.join(workdir, "sft"), os.path.join(workdir, "grpo")
+  if jax.process_index() == 0:  # the job's config; each stage writes its own into its directory
+    save_run_config(config, workdir)
   sft_summary = sft.run(sft_config, sft_dir, should_stop=should_stop)
   summary = {f"sft/{k}": v for k, v in sft_summary.items()}
   if sft_summary["finished"]:

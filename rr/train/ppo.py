@@ -1,10 +1,10 @@
 """PPO in the RL trainer (`config.rl.advantage = "ppo"`): a value head on the policy's trunk and GAE.
 
-METHODS.md section 1. The row's combined reward is paid on its last completion token (0 on the others);
-values are read where the log-probs are (`rollout_batch`: mask[t] = 1 when tokens[t + 1] is a completion
-token). Before the update, `make_targets` records old log-probs and old values with the current params and
-turns them into per-token advantages and returns with GAE; the step then adds `vf_coef` times the clipped
-value loss to the policy loss. A row whose reward failed gets advantage 0 and no value target.
+docs/methods.md, "Advantage estimators" (PPO). The row's combined reward is paid on its last completion token (0
+on the others); values are read where the log-probs are (`rollout_batch`: mask[t] = 1 when tokens[t + 1] is a
+completion token). Before the update, `make_targets` records old log-probs and old values with the current
+params and turns them into per-token advantages and returns with GAE; the step then adds `vf_coef` times the
+clipped value loss to the policy loss. A row whose reward failed gets advantage 0 and no value target.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rr import models
+from rr.config import save_run_config
 from rr.data import SFTBatches
 from rr.eval import evaluate_accuracy
 from rr.sampler import Sampler
@@ -50,6 +51,8 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   # ---------------------------------------------------------------- checkpoint restore
   checkpoints, record, state, shardings, resumed = open_run(workdir, config, model_cfg, optimizer, mesh,
                                                            tokenizer.vocab_size)
+  if jax.process_index() == 0:
+    save_run_config(config, workdir)
   # ---------------------------------------------------------------- train loop
   writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
   sampler = Sampler(model_cfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, mesh=mesh)
@@ -64,6 +67,7 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
     return {**metrics, "eval/seconds": time.time() - t}
 
   step = int(jax.device_get(state["step"]))
+  writer.resume(None if resumed is None else step)  # rows a crash logged past the checkpoint: set aside
   pending, window_tokens, window_start = [], 0, time.time()
   last_train, last_eval, interrupted = {}, {}, False
   with StopRequest() as stop, tqdm(total=total_steps, initial=step, desc="sft", dynamic_ncols=True,
