@@ -10,40 +10,15 @@ import os
 import sys
 import tempfile
 
+from rr import cli
+
 USAGE = ("usage: python -m rr.main --config configs/<name>.py[:arg] [--config.KEY=VALUE ...] [--workdir DIR]\n"
          "  e.g. python -m rr.main --config configs/default.py:runlocal --config.train.steps=50 --workdir /tmp/run")
 
 
 def parse_command_line(argv: list[str]):
   """Returns (config spec, overrides [(dotted key, text)], workdir or None)."""
-  from rr.config import ConfigError
-
-  spec, workdir, overrides = None, None, []
-  i = 0
-  while i < len(argv):
-    arg = argv[i]
-    name, eq, value = arg.partition("=")
-    takes_value = name in ("--config", "--workdir") or name.startswith("--config.")
-    if not takes_value:
-      if arg in ("-h", "--help"):
-        print(USAGE)
-        sys.exit(0)
-      raise ConfigError(f"unknown argument {arg!r}\n{USAGE}")
-    if not eq:
-      if i + 1 >= len(argv):
-        raise ConfigError(f"{name} needs a value\n{USAGE}")
-      value = argv[i + 1]
-      i += 1
-    if name == "--config":
-      spec = value
-    elif name == "--workdir":
-      workdir = value
-    else:
-      overrides.append((name[len("--config."):], value))
-    i += 1
-  if spec is None:
-    raise ConfigError(f"--config is required\n{USAGE}")
-  return spec, overrides, workdir
+  return cli.parse_command_line(argv, USAGE)
 
 
 def initialize_distributed() -> None:
@@ -61,11 +36,11 @@ def initialize_distributed() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-  from rr.config import load_config
-  from rr.errors import UserError
-
   argv = sys.argv[1:] if argv is None else argv
-  try:
+
+  def body():
+    from rr.config import load_config
+
     spec, overrides, workdir = parse_command_line(argv)
     config = load_config(spec, overrides)
     if workdir is None:
@@ -75,10 +50,8 @@ def main(argv: list[str] | None = None) -> int:
       initialize_distributed()
     from rr import train  # imported late: jax start-up is not needed to report a config typo
     train.run(config, os.path.abspath(workdir))
-  except UserError as e:
-    print(f"rr: error: {e}", file=sys.stderr)
-    return 2
-  return 0
+
+  return cli.exit_status(body)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from rr.eval.run import assemble
 from rr.eval.scoring import score
 from rr.rewards.builtin import chain_checker, is_correct, step_checker, verifier
 from rr.tasks import Example, get_task
-from rr.train.inputs import load_inputs
+from rr.data.inputs import load_inputs
 
 
 def write(tmp_path, kind, records, name="data"):

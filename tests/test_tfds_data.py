@@ -11,7 +11,7 @@ from rr.config import apply_overrides, base_config
 from rr.data import DataError, load_examples
 from rr.data.prepare import main as prepare_main
 from rr.eval.__main__ import main as eval_main
-from rr.train.inputs import load_inputs
+from rr.data.inputs import load_inputs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,7 +1,7 @@
 """Data: tokenizers, user and benchmark data (JSONL, Parquet, TFDS), answer checks, prompt text, SFT batches.
 
 The TFDS modules (rr.data.tfds_builder, rr.data.tfds_source, rr.data.prepare) import tensorflow_datasets, so
-they are not imported here; rr.train.inputs reaches them only for config.data.source == "tfds".
+they are not imported here; rr.data.inputs reaches them only for config.data.source == "tfds".
 """
 
 from __future__ import annotations

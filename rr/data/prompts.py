@@ -1,9 +1,8 @@
 """How an example becomes text: the prompt the model reads and the completion it learns to write.
 
-  prompt      question + "\\n"
+  prompt      question + "\\n", or with a Hugging Face tokenizer and config.tokenizer.chat_template the
+              tokenizer's chat template around the question as one user turn (ending with the generation prompt)
   completion  "<think>" + rationale + "</think>" + answer   (eos is appended as a token id, never as text)
-
-The chat template of a pretrained model comes in a later issue; these strings are the whole format for now.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rr import cli
+
 USAGE = ("usage: python -m rr.eval --checkpoint DIR [--config configs/<name>.py[:arg]] [--config.KEY=VALUE ...]\n"
          "         [--k 1,4,16] [--samples N] [--temperature T] [--num-examples N] [--ece-bins B] [--out DIR]\n"
          "  e.g. python -m rr.eval --checkpoint /tmp/sft --config configs/sft.py --k 1,4,16 --samples 16")
@@ -37,27 +39,15 @@ def parse_command_line(argv: list[str]):
   parser.add_argument("--ece-bins", type=int, default=10)
   parser.add_argument("--out", default=None)
   args, rest = parser.parse_known_args(argv)
-  overrides = []
-  i = 0
-  while i < len(rest):  # --config.KEY=VALUE or --config.KEY VALUE, as in rr.main
-    name, eq, value = rest[i].partition("=")
-    if not name.startswith("--config."):
-      parser.error(f"unknown argument {rest[i]!r}")
-    if not eq:
-      if i + 1 >= len(rest):
-        parser.error(f"{name} needs a value")
-      value, i = rest[i + 1], i + 1
-    overrides.append((name[len("--config."):], value))
-    i += 1
-  return args, overrides
+  return args, cli.take_overrides(rest, parser.error)  # --config.KEY=VALUE or --config.KEY VALUE, as in rr.main
 
 
 def main(argv: list[str] | None = None) -> int:
-  from rr.config import load_config
-  from rr.errors import UserError
-
   argv = sys.argv[1:] if argv is None else argv
-  try:
+
+  def body():
+    from rr.config import load_config
+
     args, overrides = parse_command_line(argv)
     if args.help:
       print(USAGE)
@@ -77,12 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     prepared = run.prepare(args.checkpoint, config, out=args.out, ks=ks, samples=samples,
                            temperature=args.temperature, ece_bins=args.ece_bins, num_examples=args.num_examples)
     results = run.evaluate(prepared, ks=ks, samples=samples, temperature=args.temperature, ece_bins=args.ece_bins)
-  except UserError as e:
-    print(f"rr: error: {e}", file=sys.stderr)
-    return 2
-  headline = ", ".join(f"{key} {results[key]:.3f}" for key in ("accuracy", *(f"pass@{k}" for k in ks)))
-  print(f"rr.eval: {headline}; wrote {prepared.out}/eval.json and report.md", file=sys.stderr)
-  return 0
+    headline = ", ".join(f"{key} {results[key]:.3f}" for key in ("accuracy", *(f"pass@{k}" for k in ks)))
+    print(f"rr.eval: {headline}; wrote {prepared.out}/eval.json and report.md", file=sys.stderr)
+
+  return cli.exit_status(body)
 
 
 if __name__ == "__main__":

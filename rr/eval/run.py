@@ -147,7 +147,7 @@ def prepare(checkpoint: str, config, *, out: str | None, ks: Sequence[int], samp
 
   from rr import models
   from rr.checkpoint import Checkpoints
-  from rr.train.inputs import load_inputs
+  from rr.data.inputs import load_inputs
 
   want = num_examples or config.eval.num_examples
   config = config.copy_and_resolve_references()

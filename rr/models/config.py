@@ -90,7 +90,7 @@ class ModelConfig:
 
 
 # Shapes only (vocab comes from the tokenizer). "qwen2-*" are the bench shapes of
-# /work/shared/bench (Qwen2: qkv bias, tied embeddings); the last two are the
+# ../shared/bench, the peer baselines (Qwen2: qkv bias, tied embeddings); the last two are the
 # real Qwen2/Qwen3 checkpoints' shapes, for loading Hugging Face weights.
 PRESETS: dict[str, dict] = {
     "nano": dict(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2),

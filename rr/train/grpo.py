@@ -23,7 +23,7 @@ from rr.losses import PolicyLossConfig
 from rr.models import Decoder
 from rr.rewards import (COMBINE_MODES, Combination, GroupSizeError, build_reward, check_group_size,
                         closest_name, incentives, reward_name, reward_names)
-from rr.train.inputs import load_inputs
+from rr.data.inputs import load_inputs
 from rr.train.interrupt import StopRequest
 from rr.train.metrics import MetricWriter
 from rr.train.optimizer import learning_rate_schedule, make_optimizer

@@ -32,6 +32,9 @@ import jax.numpy as jnp
 
 from rr import models, sharding
 
+USAGE = ("usage: python -m rr.train.memory --config configs/<name>.py[:arg] [--config.KEY=VALUE ...]\n"
+         "  e.g. python -m rr.train.memory --config configs/hf_sft.py:model=DIR")
+
 GIB = 1024 ** 3
 F32 = 4
 
@@ -183,19 +186,16 @@ def format_report(report: list[tuple[str, dict[str, int]]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+  from rr import cli
   from rr.config import load_config
-  from rr.errors import UserError
-  from rr.main import parse_command_line
 
   argv = sys.argv[1:] if argv is None else argv
-  try:
-    spec, overrides, _ = parse_command_line(argv)
-    config = load_config(spec, overrides)
-    print(format_report(config_report(config)))
-  except UserError as e:
-    print(f"rr: error: {e}", file=sys.stderr)
-    return 2
-  return 0
+
+  def body():
+    spec, overrides, _ = cli.parse_command_line(argv, USAGE)
+    print(format_report(config_report(load_config(spec, overrides))))
+
+  return cli.exit_status(body)
 
 
 if __name__ == "__main__":

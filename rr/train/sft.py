@@ -20,7 +20,7 @@ from rr.config import save_run_config
 from rr.data import SFTBatches
 from rr.eval import evaluate_accuracy
 from rr.sampler import Sampler
-from rr.train.inputs import load_inputs
+from rr.data.inputs import load_inputs
 from rr.train.interrupt import StopRequest
 from rr.train.metrics import MetricWriter
 from rr.train.optimizer import learning_rate_schedule, make_optimizer
