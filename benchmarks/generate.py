@@ -1,12 +1,12 @@
 """Sampling throughput of rr's Sampler (jitted prefill + while_loop decode with a KV cache).
 
-Workload of the peer `gen` (see /work/shared/bench/README.md): a Qwen2-shaped model (preset
+Workload of the peer `gen` (see ../shared/bench/README.md): a Qwen2-shaped model (preset
 qwen2-<size>), `--batch` random prompts of `--prompt-len` ids, `--new-tokens` sampled at temperature 1
 with no early stop (eos_id=-1, which no sampled id can equal). Reports the median seconds of `--reps`
 calls after one warm-up call (which compiles) and new tokens per second.
 
 Peer, same machine state:
-  python /work/shared/bench/hf_peer.py --size tiny --what gen && python benchmarks/generate.py --size tiny
+  python ../shared/bench/hf_peer.py --size tiny --what gen && python benchmarks/generate.py --size tiny
 On a GPU: add --dtype bfloat16 to both, with --batch 64|256 --prompt-len 128 --new-tokens 256.
 """
 import argparse

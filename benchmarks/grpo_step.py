@@ -1,6 +1,6 @@
 """Seconds per GRPO step of rr's RL trainer: sample, score, advantages, one optimiser step.
 
-Workload of the peer `grpo` (see /work/shared/bench/README.md): a Qwen2-shaped model (preset
+Workload of the peer `grpo` (see ../shared/bench/README.md): a Qwen2-shaped model (preset
 qwen2-<size>), 16 completions per step = 2 prompts x 8, 32 new tokens at temperature 1, prompts of
 16 tokens, a host-side text reward (the completion contains a digit), beta 0, one optimiser step per batch,
 learning rate 1e-5. It times `rr.train.rl_step.RLStep`, the object the trainer's loop calls, so sampling,
@@ -8,8 +8,8 @@ decoding, scoring, batch layout and the jitted update are all inside the timed s
 `--steps` steps after two warm-up steps (the first compiles), with the sampling / scoring / training split.
 
 Peers, same machine state (TRL in a venv with torch + trl + datasets; Tunix in its own venv):
-  python /work/shared/bench/hf_peer.py --size tiny --what grpo && python benchmarks/grpo_step.py --size tiny
-  /tmp/tunix_venv/bin/python /work/shared/bench/tunix_peer.py --size tiny --what grpo
+  python ../shared/bench/hf_peer.py --size tiny --what grpo && python benchmarks/grpo_step.py --size tiny
+  /tmp/tunix_venv/bin/python ../shared/bench/tunix_peer.py --size tiny --what grpo
 """
 import argparse
 import json

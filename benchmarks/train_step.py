@@ -1,13 +1,13 @@
 """Throughput of rr's jitted SFT train step: forward + backward + AdamW on one batch.
 
-Workload of the peer `train` (see /work/shared/bench/README.md): a Qwen2-shaped model (preset
+Workload of the peer `train` (see ../shared/bench/README.md): a Qwen2-shaped model (preset
 qwen2-<size>), `--batch` x `--seq` random token ids, next-token loss on every position that has a
 target (as HF's `labels=input_ids`), rr's optimizer from `base_config().optim` (AdamW, global-norm
 clipping). Params are kept in `--dtype`, as the peer's `model.to(dtype)`. Reports the median seconds
 of `--reps` steps after two warm-up steps (the first compiles) and tokens per second.
 
 Peer, same machine state:
-  python /work/shared/bench/hf_peer.py --size tiny --what train && python benchmarks/train_step.py --size tiny
+  python ../shared/bench/hf_peer.py --size tiny --what train && python benchmarks/train_step.py --size tiny
 On a GPU: add --dtype bfloat16 to both, with --seq 2048 (peer: --seq 2048).
 """
 import argparse

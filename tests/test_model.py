@@ -329,7 +329,7 @@ def test_preset_shapes_and_param_counts(preset):
 
 
 def test_bench_shapes_match_readme_param_counts():
-    # /work/shared/bench/README.md: tiny 3.1M (vocab 512), small 25.7M (vocab 4096), tied.
+    # ../shared/bench/README.md: tiny 3.1M (vocab 512), small 25.7M (vocab 4096), tied.
     # Worked by hand for qwen2-tiny: per layer q 256*256+256, k and v 256*128+128 each, o 256*256,
     # mlp 3*256*704, 2 norms of 256 -> 738,304; x4 + embedding 512*256 + final norm 256.
     tiny = model_config("qwen2-tiny", 512)

@@ -7,10 +7,12 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 
 from rr import train
+from rr.checkpoint import Checkpoints
 from rr.config import apply_overrides, load_config, read_run_config, run_config_files
 from rr.train.metrics import read_metrics
 
@@ -178,3 +180,14 @@ def test_two_process_launch_matches_one_process(full_run, tmp_path):
   assert sorted(got) == sorted(want)  # one writer: no duplicate rows
   assert len([r for r in read_metrics(str(mp / "metrics.jsonl")) if "train/loss" in r]) == len(got)
   np.testing.assert_allclose([got[s] for s in sorted(got)], [want[s] for s in sorted(want)], rtol=2e-5)
+
+
+def test_a_non_finite_sft_step_is_skipped_and_the_run_stops_with_finite_params(tmp_path):
+  """lr 1e30 blows the loss up within a step or two: the step factory skips those updates, the loop names the
+  term at its next log window and stops unfinished, and the checkpoint it leaves holds finite params."""
+  summary = train.run(runlocal_config(("optim.lr", "1e30"), ("optim.clip_norm", "0")), str(tmp_path))
+  assert not summary["finished"] and summary["step"] < 12
+  checkpoints = Checkpoints(str(tmp_path / "checkpoints"))
+  params = checkpoints.read_params(summary["step"])
+  assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(params))
+  checkpoints.close()

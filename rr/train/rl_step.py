@@ -17,7 +17,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rr import sharding
 from rr.data import decode_completion, format_prompt
 from rr.losses import PolicyLossConfig, policy_loss, sequence_kl, sequence_log_probs, token_entropy
 from rr.models import Decoder
@@ -26,16 +25,15 @@ from rr.rewards.base import RewardFailure
 from rr.sampler import Sampler, Sampling
 from rr.train import ppo
 from rr.train.groups import Collected, Groups, collect_groups, keep_groups
-from rr.train.precision import float32_norm
 from rr.train.rollout import policy_forward, rollout_batch
-from rr.train.state import trainable, with_trainable
-from rr.train.step import put_batch
+from rr.train.step import make_train_step, put_batch
 
 def make_grpo_step(model: Decoder, optimizer: optax.GradientTransformation, loss_cfg: PolicyLossConfig,
                    shardings: dict, mesh: jax.sharding.Mesh, reuse_old_logp: bool,
                    value_cfg: ppo.ValueConfig | None = None,
                    shared_prompt: tuple[int, int] | None = None, temperature: float = 1.0) -> Callable:
-  """`step(state, batch, ref_params) -> (state, metrics)`, jitted with shardings.
+  """`step(state, batch, ref_params) -> (state, metrics)`: the policy objective below through the one step
+  factory (rr.train.step.make_train_step), which also skips a non-finite update.
 
   With one epoch per batch the old log-probs are the current ones under stop-gradient (ratio 1); with
   more, they come in the batch (`old_logp`), recorded before the first epoch. A step whose loss or
@@ -71,23 +69,8 @@ def make_grpo_step(model: Decoder, optimizer: optax.GradientTransformation, loss
       loss, metrics = loss + scaled_value_loss, {**metrics, **value_metrics}
     return loss, metrics
 
-  def step(state, batch, ref_params):
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable(state), batch, ref_params)
-    grad_norm = float32_norm(grads)
-    finite = {name: jnp.isfinite(value) for name, value in
-              (("loss", loss), ("grad_norm", grad_norm), *((k, v) for k, v in metrics.items()))}
-    ok = jnp.all(jnp.stack(list(finite.values())))
-    updates, opt_state = optimizer.update(grads, state["opt_state"], trainable(state))
-    new = {**with_trainable(state, optax.apply_updates(trainable(state), updates)), "step": state["step"] + 1,
-           "opt_state": opt_state}
-    state = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
-    return state, {**metrics, "loss": loss, "grad_norm": grad_norm, "finite": ok,
-                   "finite_terms": finite}
-
-  batch_sh = sharding.batch_sharding(mesh)
   ref_sh = shardings["params"] if loss_cfg.kl_beta > 0 else None  # no reference is passed when beta = 0
-  return jax.jit(step, in_shardings=(shardings, batch_sh, ref_sh),
-                 out_shardings=(shardings, sharding.replicated(mesh)), donate_argnums=0)
+  return make_train_step(loss_fn, optimizer, shardings, mesh, frozen_shardings=ref_sh, takes_frozen=True)
 
 
 @dataclasses.dataclass

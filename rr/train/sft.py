@@ -83,6 +83,12 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
       bar.update(1)
       if step % config.train.log_every == 0 or step == total_steps:
         window = jax.device_get(pending)
+        bad = sorted({k for m in window for k, v in m["finite_terms"].items() if not v})
+        if bad:  # the step skipped those updates (rr.train.step), so the state is still a good one
+          bar.write(f"rr: non-finite {', '.join(bad)} before step {step}; those updates were skipped and the run "
+                    f"stops with a good checkpoint in {checkpoints.directory}")
+          interrupted = True
+          break
         elapsed = time.time() - window_start
         last_train = {"train/loss": float(np.mean([m["loss"] for m in window])),
                       "train/grad_norm": float(np.mean([m["grad_norm"] for m in window])),
