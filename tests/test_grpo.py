@@ -13,6 +13,7 @@ from rr.data import CharTokenizer
 from rr.tasks import Example
 from rr.train import grpo, rl_step
 from rr.train.metrics import read_metrics
+from rr.train.optimizer import learning_rate_schedule
 from rr.train.optimizer import make_optimizer
 from rr.train import rollout
 from rr.train.rollout import rollout_batch
@@ -141,6 +142,9 @@ def test_grpo_run_from_an_sft_checkpoint_reports_trl_style_metrics(grpo_run, sft
   # The trainer's recomputed log-probs are the sampler's (same params, float32).
   assert max(r["train/logprob_gap_max"] for r in rows) < 1e-4
   assert read_run_config(os.path.join(workdir, "config.json")).to_dict() == grpo_config(sft_workdir).to_dict()
+  # train/lr is the schedule's value at each logged step (read when logged, not every step).
+  schedule = learning_rate_schedule(grpo_config(sft_workdir).optim, 12)
+  assert [r["train/lr"] for r in rows] == pytest.approx([float(schedule(s - 1)) for s in range(1, 13)], rel=1e-6)
 
 
 def test_grpo_resume_draws_the_same_rollouts_and_losses(grpo_run, sft_workdir, tmp_path, length_reward):

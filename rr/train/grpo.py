@@ -231,8 +231,9 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
                   f"stops with its last good checkpoint in {checkpoints.directory}")
         interrupted = True
         break
-      last_train = {**result.metrics, "train/lr": float(schedule(step * rl.epochs - 1))}
-      if step % config.train.log_every == 0 or step == total_steps:
+      last_train = dict(result.metrics)
+      if step % config.train.log_every == 0 or step == total_steps:  # the schedule is read only when logged
+        last_train["train/lr"] = float(schedule(step * rl.epochs - 1))
         writer.write(step, last_train)
         bar.set_postfix(reward=f"{last_train['train/reward']:.3f}")
       if config.train.eval_every and step % config.train.eval_every == 0 and step < total_steps:
@@ -252,6 +253,8 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
     last_eval = evaluate(state["params"])
     if last_eval:
       writer.write(step, last_eval)
+  if last_train and "train/lr" not in last_train:  # stopped between two logged steps
+    last_train["train/lr"] = float(schedule(step * rl.epochs - 1))
   summary = {"step": step, "finished": not interrupted, "wall_seconds": time.time() - start,
              "num_params": count_params(state["params"]), **last_train, **last_eval}
   if "eval/accuracy_initial" in first_eval:
