@@ -165,7 +165,7 @@ def test_two_epochs_per_batch_record_old_logprobs(sft_workdir, tmp_path, length_
   config = grpo_config(sft_workdir, ("rl.epochs", "2"), ("train.steps", "3"), ("rl.kl_beta", "0.0"))
   summary = train.run(config, str(tmp_path / "mu2"))
   assert summary["finished"] and summary["step"] == 3 and "train/kl" not in summary
-  assert os.listdir(tmp_path / "mu2" / "checkpoints") == ["6"]  # optimiser steps = steps * epochs
+  assert os.listdir(tmp_path / "mu2" / "checkpoints") == ["3"]  # loop steps, not optimiser steps (3 * 2)
 
 
 def test_config_names_build_the_built_in_rewards_with_token_lengths():

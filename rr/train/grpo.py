@@ -241,13 +241,13 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
         writer.write(step, last_eval)
         bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in last_eval.items()))
       if step % config.train.checkpoint_every == 0:
-        checkpoints.save(int(jax.device_get(state["step"])), state, record)
+        checkpoints.save(step, state, record)  # named by loop step, as in every trainer
       if stop.requested or (should_stop is not None and should_stop(step)):
         interrupted = step < total_steps
         break
   # ---------------------------------------------------------------- final evaluation and reports
   # A non-finite step was skipped inside the jitted step, so this state is the last good one.
-  checkpoints.save(int(jax.device_get(state["step"])), state, record)
+  checkpoints.save(step, state, record)
   checkpoints.close()
   if not interrupted:
     last_eval = evaluate(state["params"])
