@@ -9,7 +9,7 @@ decoding, scoring, batch layout and the jitted update are all inside the timed s
 
 Peers, same machine state (TRL in a venv with torch + trl + datasets; Tunix in its own venv):
   python ../shared/bench/hf_peer.py --size tiny --what grpo && python benchmarks/grpo_step.py --size tiny
-  /tmp/tunix_venv/bin/python ../shared/bench/tunix_peer.py --size tiny --what grpo
+  "$TUNIX_VENV/bin/python" ../shared/bench/tunix_peer.py --size tiny --what grpo
 """
 import argparse
 import json
