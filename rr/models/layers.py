@@ -26,132 +26,132 @@ MASKED_SCORE = -1e30
 
 
 class RMSNorm(nn.Module):
-    """x / rms(x) * scale, statistics in float32 (as Hugging Face Llama/Qwen)."""
-    eps: float
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
+  """x / rms(x) * scale, statistics in float32 (as Hugging Face Llama/Qwen)."""
+  eps: float
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
 
-    @nn.compact
-    def __call__(self, x_Mx_: jnp.ndarray) -> jnp.ndarray:
-        scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
-                           (x_Mx_.shape[-1],), self.param_dtype)
-        x = x_Mx_.astype(jnp.float32)
-        normed = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps)
-        return normed.astype(self.dtype) * scale.astype(self.dtype)
+  @nn.compact
+  def __call__(self, x_Mx_: jnp.ndarray) -> jnp.ndarray:
+    scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
+                       (x_Mx_.shape[-1],), self.param_dtype)
+    x = x_Mx_.astype(jnp.float32)
+    normed = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps)
+    return normed.astype(self.dtype) * scale.astype(self.dtype)
 
 
 class Projection(nn.Module):
-    """A linear map written as one einsum; the first `num_in_axes` kernel axes are the inputs.
+  """A linear map written as one einsum; the first `num_in_axes` kernel axes are the inputs.
 
-    The optional bias covers the output axes (Qwen2's q/k/v bias).
-    """
-    equation: str
-    kernel_shape: tuple[int, ...]
-    kernel_axes: tuple[str, ...]
-    num_in_axes: int = 1
-    use_bias: bool = False
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
-    out_dtype: Any = None  # e.g. float32 logits from bf16 compute
+  The optional bias covers the output axes (Qwen2's q/k/v bias).
+  """
+  equation: str
+  kernel_shape: tuple[int, ...]
+  kernel_axes: tuple[str, ...]
+  num_in_axes: int = 1
+  use_bias: bool = False
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+  out_dtype: Any = None  # e.g. float32 logits from bf16 compute
 
-    @nn.compact
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        ndim = len(self.kernel_shape)
-        init = nn.initializers.variance_scaling(
-            1.0, "fan_in", "truncated_normal",
-            in_axis=tuple(range(self.num_in_axes)), out_axis=tuple(range(self.num_in_axes, ndim)))
-        kernel = self.param("kernel", nn.with_logical_partitioning(init, self.kernel_axes),
-                            self.kernel_shape, self.param_dtype)
-        y = jnp.einsum(self.equation, x.astype(self.dtype), kernel.astype(self.dtype),
-                       preferred_element_type=self.out_dtype)
-        if self.use_bias:
-            bias = self.param(
-                "bias",
-                nn.with_logical_partitioning(nn.initializers.zeros, self.kernel_axes[self.num_in_axes:]),
-                self.kernel_shape[self.num_in_axes:], self.param_dtype)
-            y = y + bias.astype(self.dtype)
-        return y
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    ndim = len(self.kernel_shape)
+    init = nn.initializers.variance_scaling(
+        1.0, "fan_in", "truncated_normal",
+        in_axis=tuple(range(self.num_in_axes)), out_axis=tuple(range(self.num_in_axes, ndim)))
+    kernel = self.param("kernel", nn.with_logical_partitioning(init, self.kernel_axes),
+                        self.kernel_shape, self.param_dtype)
+    y = jnp.einsum(self.equation, x.astype(self.dtype), kernel.astype(self.dtype),
+                   preferred_element_type=self.out_dtype)
+    if self.use_bias:
+      bias = self.param(
+          "bias",
+          nn.with_logical_partitioning(nn.initializers.zeros, self.kernel_axes[self.num_in_axes:]),
+          self.kernel_shape[self.num_in_axes:], self.param_dtype)
+      y = y + bias.astype(self.dtype)
+    return y
 
 
 class Attention(nn.Module):
-    """Grouped-query attention with rotary embeddings, optional qkv bias and qk-norm.
+  """Grouped-query attention with rotary embeddings, optional qkv bias and qk-norm.
 
-    Query head h reads kv head h // (num_heads // num_kv_heads), as Hugging Face's repeat_kv.
-    Token-wise work runs on flattened M = B * T rows (see Decoder); only the attention
-    core needs the (B, T) split, which is a free reshape.
+  Query head h reads kv head h // (num_heads // num_kv_heads), as Hugging Face's repeat_kv.
+  Token-wise work runs on flattened M = B * T rows (see Decoder); only the attention
+  core needs the (B, T) split, which is a free reshape.
+  """
+  cfg: Any  # ModelConfig
+
+  @nn.compact
+  def __call__(self, x_MxD, sin_MxH, cos_MxH, mask_BxTxS, cache_kv=None, end=None):
+    """Returns (out_MxD, (k_cache, v_cache) or None).
+
+    Without a cache the keys are this call's tokens (S = T); with one, the new keys
+    are written at slots [end, end + T) and all S slots are attended (masked).
     """
-    cfg: Any  # ModelConfig
+    cfg = self.cfg
+    dtype, pdtype = cfg.compute_dtype, cfg.weight_dtype
+    D, N, KV, H = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.resolved_head_dim
+    B, T, _ = mask_BxTxS.shape
 
-    @nn.compact
-    def __call__(self, x_MxD, sin_MxH, cos_MxH, mask_BxTxS, cache_kv=None, end=None):
-        """Returns (out_MxD, (k_cache, v_cache) or None).
+    def proj(name, heads, axis):
+      return Projection("md,dnh->mnh", (D, heads, H), ("embed", axis, "head_dim"),
+                        use_bias=cfg.qkv_bias, dtype=dtype, param_dtype=pdtype, name=name)
 
-        Without a cache the keys are this call's tokens (S = T); with one, the new keys
-        are written at slots [end, end + T) and all S slots are attended (masked).
-        """
-        cfg = self.cfg
-        dtype, pdtype = cfg.compute_dtype, cfg.weight_dtype
-        D, N, KV, H = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.resolved_head_dim
-        B, T, _ = mask_BxTxS.shape
+    q_MxNxH = proj("q", N, "heads")(x_MxD)
+    k_MxKVxH = proj("k", KV, "kv_heads")(x_MxD)
+    v_MxKVxH = proj("v", KV, "kv_heads")(x_MxD)
+    if cfg.qk_norm:
+      q_MxNxH = RMSNorm(cfg.rms_norm_eps, dtype, pdtype, name="q_norm")(q_MxNxH)
+      k_MxKVxH = RMSNorm(cfg.rms_norm_eps, dtype, pdtype, name="k_norm")(k_MxKVxH)
+    q_BxTxNxH = apply_rope(q_MxNxH, sin_MxH, cos_MxH).reshape(B, T, N, H)
+    k_BxTxKVxH = apply_rope(k_MxKVxH, sin_MxH, cos_MxH).reshape(B, T, KV, H)
+    v_BxTxKVxH = v_MxKVxH.reshape(B, T, KV, H)
 
-        def proj(name, heads, axis):
-            return Projection("md,dnh->mnh", (D, heads, H), ("embed", axis, "head_dim"),
-                              use_bias=cfg.qkv_bias, dtype=dtype, param_dtype=pdtype, name=name)
+    if cache_kv is None:
+      new_cache_kv = None
+      k_BxSxKVxH, v_BxSxKVxH = k_BxTxKVxH, v_BxTxKVxH
+    else:
+      k_cache, v_cache = cache_kv
+      new_cache_kv = (write_slots(k_cache, k_BxTxKVxH, end), write_slots(v_cache, v_BxTxKVxH, end))
+      k_BxSxKVxH, v_BxSxKVxH = (c.astype(dtype) for c in new_cache_kv)
 
-        q_MxNxH = proj("q", N, "heads")(x_MxD)
-        k_MxKVxH = proj("k", KV, "kv_heads")(x_MxD)
-        v_MxKVxH = proj("v", KV, "kv_heads")(x_MxD)
-        if cfg.qk_norm:
-            q_MxNxH = RMSNorm(cfg.rms_norm_eps, dtype, pdtype, name="q_norm")(q_MxNxH)
-            k_MxKVxH = RMSNorm(cfg.rms_norm_eps, dtype, pdtype, name="k_norm")(k_MxKVxH)
-        q_BxTxNxH = apply_rope(q_MxNxH, sin_MxH, cos_MxH).reshape(B, T, N, H)
-        k_BxTxKVxH = apply_rope(k_MxKVxH, sin_MxH, cos_MxH).reshape(B, T, KV, H)
-        v_BxTxKVxH = v_MxKVxH.reshape(B, T, KV, H)
-
-        if cache_kv is None:
-            new_cache_kv = None
-            k_BxSxKVxH, v_BxSxKVxH = k_BxTxKVxH, v_BxTxKVxH
-        else:
-            k_cache, v_cache = cache_kv
-            new_cache_kv = (write_slots(k_cache, k_BxTxKVxH, end), write_slots(v_cache, v_BxTxKVxH, end))
-            k_BxSxKVxH, v_BxSxKVxH = (c.astype(dtype) for c in new_cache_kv)
-
-        out_BxTxKVxGxH = grouped_query_attention(q_BxTxNxH, k_BxSxKVxH, v_BxSxKVxH, mask_BxTxS)
-        out_MxD = Projection("mnh,nhd->md", (N, H, D), ("heads", "head_dim", "embed"),
-                             num_in_axes=2, dtype=dtype, param_dtype=pdtype, name="o")(
-                                 out_BxTxKVxGxH.reshape(B * T, N, H))
-        return out_MxD, new_cache_kv
+    out_BxTxKVxGxH = grouped_query_attention(q_BxTxNxH, k_BxSxKVxH, v_BxSxKVxH, mask_BxTxS)
+    out_MxD = Projection("mnh,nhd->md", (N, H, D), ("heads", "head_dim", "embed"),
+                         num_in_axes=2, dtype=dtype, param_dtype=pdtype, name="o")(
+                             out_BxTxKVxGxH.reshape(B * T, N, H))
+    return out_MxD, new_cache_kv
 
 
 def grouped_query_attention(q_BxTxNxH, k_BxSxKVxH, v_BxSxKVxH, mask_BxTxS):
-    """softmax(q k^T / sqrt(Dh), masked) v with query heads grouped over shared kv heads.
+  """softmax(q k^T / sqrt(Dh), masked) v with query heads grouped over shared kv heads.
 
-    Scores and softmax are float32 whatever the compute dtype. The T x S tensors keep
-    the order dot_general produces (B, KV, T, G, S), so the largest activations are
-    never transposed. Returns B x T x KV x G x Dh.
-    """
-    B, T, N, H = q_BxTxNxH.shape
-    KV = k_BxSxKVxH.shape[2]
-    q_BxTxKVxGxH = (q_BxTxNxH * (H ** -0.5)).reshape(B, T, KV, N // KV, H)
-    scores_BxKVxTxGxS = jnp.einsum("btkgh,bskh->bktgs", q_BxTxKVxGxH, k_BxSxKVxH,
-                                   preferred_element_type=jnp.float32)
-    scores_BxKVxTxGxS = jnp.where(mask_BxTxS[:, None, :, None, :], scores_BxKVxTxGxS, MASKED_SCORE)
-    probs_BxKVxTxGxS = jax.nn.softmax(scores_BxKVxTxGxS, axis=-1).astype(v_BxSxKVxH.dtype)
-    # probs (b, k, t, g, s) . v (b, s, k, h): batch (b, k), contract s -> (b, k, t, g, h).
-    out_BxKVxTxGxH = jax.lax.dot_general(probs_BxKVxTxGxS, v_BxSxKVxH, (((4,), (1,)), ((0, 1), (0, 2))))
-    return out_BxKVxTxGxH.transpose(0, 2, 1, 3, 4)
+  Scores and softmax are float32 whatever the compute dtype. The T x S tensors keep
+  the order dot_general produces (B, KV, T, G, S), so the largest activations are
+  never transposed. Returns B x T x KV x G x Dh.
+  """
+  B, T, N, H = q_BxTxNxH.shape
+  KV = k_BxSxKVxH.shape[2]
+  q_BxTxKVxGxH = (q_BxTxNxH * (H ** -0.5)).reshape(B, T, KV, N // KV, H)
+  scores_BxKVxTxGxS = jnp.einsum("btkgh,bskh->bktgs", q_BxTxKVxGxH, k_BxSxKVxH,
+                                 preferred_element_type=jnp.float32)
+  scores_BxKVxTxGxS = jnp.where(mask_BxTxS[:, None, :, None, :], scores_BxKVxTxGxS, MASKED_SCORE)
+  probs_BxKVxTxGxS = jax.nn.softmax(scores_BxKVxTxGxS, axis=-1).astype(v_BxSxKVxH.dtype)
+  # probs (b, k, t, g, s) . v (b, s, k, h): batch (b, k), contract s -> (b, k, t, g, h).
+  out_BxKVxTxGxH = jax.lax.dot_general(probs_BxKVxTxGxS, v_BxSxKVxH, (((4,), (1,)), ((0, 1), (0, 2))))
+  return out_BxKVxTxGxH.transpose(0, 2, 1, 3, 4)
 
 
 class SwiGLU(nn.Module):
-    """down(silu(gate(x)) * up(x))."""
-    cfg: Any  # ModelConfig
+  """down(silu(gate(x)) * up(x))."""
+  cfg: Any  # ModelConfig
 
-    @nn.compact
-    def __call__(self, x_MxD):
-        cfg = self.cfg
-        D, F = cfg.hidden_size, cfg.intermediate_size
-        kw = dict(dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype)
-        gate_MxF = Projection("md,df->mf", (D, F), ("embed", "mlp"), name="gate", **kw)(x_MxD)
-        up_MxF = Projection("md,df->mf", (D, F), ("embed", "mlp"), name="up", **kw)(x_MxD)
-        return Projection("mf,fd->md", (F, D), ("mlp", "embed"), name="down", **kw)(
-            jax.nn.silu(gate_MxF) * up_MxF)
+  @nn.compact
+  def __call__(self, x_MxD):
+    cfg = self.cfg
+    D, F = cfg.hidden_size, cfg.intermediate_size
+    kw = dict(dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype)
+    gate_MxF = Projection("md,df->mf", (D, F), ("embed", "mlp"), name="gate", **kw)(x_MxD)
+    up_MxF = Projection("md,df->mf", (D, F), ("embed", "mlp"), name="up", **kw)(x_MxD)
+    return Projection("mf,fd->md", (F, D), ("mlp", "embed"), name="down", **kw)(
+        jax.nn.silu(gate_MxF) * up_MxF)

@@ -11,11 +11,11 @@ from rr.models.config import ModelConfig
 
 
 def init_value_head(cfg: ModelConfig) -> dict:
-    """Zero kernel [D, 1] and bias [1], in float32 (tiny; kept replicated on the mesh)."""
-    return {"kernel": jnp.zeros((cfg.hidden_size, 1), jnp.float32), "bias": jnp.zeros((1,), jnp.float32)}
+  """Zero kernel [D, 1] and bias [1], in float32 (tiny; kept replicated on the mesh)."""
+  return {"kernel": jnp.zeros((cfg.hidden_size, 1), jnp.float32), "bias": jnp.zeros((1,), jnp.float32)}
 
 
 def apply_value_head(head: dict, hidden_BxTxD: jnp.ndarray) -> jnp.ndarray:
-    """Values [B, T] in float32 from `Decoder(..., return_hidden=True)`'s hidden states."""
-    values_BxTx1 = jnp.einsum("btd,do->bto", hidden_BxTxD.astype(jnp.float32), head["kernel"]) + head["bias"]
-    return values_BxTx1[..., 0]
+  """Values [B, T] in float32 from `Decoder(..., return_hidden=True)`'s hidden states."""
+  values_BxTx1 = jnp.einsum("btd,do->bto", hidden_BxTxD.astype(jnp.float32), head["kernel"]) + head["bias"]
+  return values_BxTx1[..., 0]
