@@ -3,9 +3,11 @@
 Workload of the peer `grpo` (see ../shared/bench/README.md): a Qwen2-shaped model (preset
 qwen2-<size>), 16 completions per step = 2 prompts x 8, 32 new tokens at temperature 1, prompts of
 16 tokens, a host-side text reward (the completion contains a digit), beta 0, one optimiser step per batch,
-learning rate 1e-5. It times `rr.train.rl_step.RLStep`, the object the trainer's loop calls, so sampling,
-decoding, scoring, batch layout and the jitted update are all inside the timed step. Reports the median of
-`--steps` steps after two warm-up steps (the first compiles), with the sampling / scoring / training split.
+learning rate 1e-5. It times `rr.train.grpo.GRPOStep`, the object the trainer's loop calls, so sampling,
+decoding, scoring, batch layout, the jitted prepare (advantages) and update are all inside the timed step, which
+ends when the update's metrics are back on the host (the update itself is dispatched asynchronously). Reports the
+median of `--steps` steps after two warm-up steps (the first compiles), with the sampling / scoring / training
+split (training: the rest of the step after sampling and scoring).
 
 Peers, same machine state (TRL in a venv with torch + trl + datasets; Tunix in its own venv):
   python ../shared/bench/hf_peer.py --size tiny --what grpo && python benchmarks/grpo_step.py --size tiny
@@ -25,12 +27,11 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # rr without installing it
 from rr.config import base_config
 from rr.models import Decoder, model_config
-from rr.rewards import RowReward
+from rr.rewards import Combination, RowReward
 from rr.sharding import make_mesh
 from rr.tasks import Example
-from rr.train.grpo import policy_loss_config
+from rr.train.grpo import GRPOStep
 from rr.train.optimizer import make_optimizer
-from rr.train.rl_step import RLStep
 from rr.train.state import init_train_state
 
 # --size as in hf_peer.py: (rr preset, vocab)
@@ -76,20 +77,23 @@ def main():
   rng = np.random.default_rng(1)
   prompts = [list(rng.integers(2, cfg.vocab_size, PROMPT_LEN)) for _ in range(256)]
   examples = [Example(question="", rationale="", answer="") for _ in prompts]
-  step_fn = RLStep(rl, Decoder(cfg), optimizer, policy_loss_config(rl), shardings, mesh, tokenizer, prompts,
-                   examples, [has_digit()], np.ones(1, np.float32), width=PROMPT_LEN + rl.max_new_tokens, seed=0)
+  step_fn = GRPOStep(config, Decoder(cfg), optimizer, shardings, mesh, tokenizer, prompts, examples, [has_digit()],
+                     Combination("weighted_sum", np.ones(1, np.float32)), width=PROMPT_LEN + rl.max_new_tokens)
 
   times, splits, rewards, lengths = [], [], [], []
   for step in range(a.steps + 2):  # steps 0-1 warm up (step 0 compiles)
     t = time.perf_counter()
-    state, result = step_fn(state, step)
-    jax.block_until_ready(state)
+    out = step_fn(state, step)
+    metrics = jax.device_get(out.device)  # waits for the step's device work (prepare and update)
+    jax.block_until_ready(out.state)
     dt = time.perf_counter() - t
-    assert result.finite, result.bad_terms
+    state = out.state
+    assert metrics["finite"], [k for k, v in metrics["finite_terms"].items() if not v]
     if step >= 2:
       times.append(dt)
-      m = result.metrics
-      splits.append((m["train/seconds_sampling"], m["train/seconds_scoring"], m["train/seconds_training"]))
+      m = out.host
+      sampling, scoring = m["train/seconds_sampling"], m["train/seconds_scoring"]
+      splits.append((sampling, scoring, dt - sampling - scoring))
       rewards.append(m["train/reward"])
       lengths.append(m["train/completions/mean_length"])
   med = statistics.median(times)

@@ -20,8 +20,9 @@ from rr.models import Decoder, model_config
 from rr.sharding import make_mesh
 from rr.train.memory import GIB, estimate_memory
 from rr.train.optimizer import make_optimizer
+from rr.train.batch import put_batch, sft_batch
+from rr.train.sft import make_sft_step
 from rr.train.state import init_train_state
-from rr.train.step import make_sft_step, put_batch
 
 
 def main():
@@ -43,11 +44,11 @@ def main():
   tokens = np.random.default_rng(0).integers(3, a.vocab, (a.batch, a.seq)).astype(np.int32)
   mask = np.ones((a.batch, a.seq), np.float32)
   mask[:, -1] = 0
-  batch = put_batch({"tokens": tokens, "positions": np.broadcast_to(np.arange(a.seq, dtype=np.int32), tokens.shape),
-                     "loss_mask": mask}, mesh)
-  plan = step.lower(state, batch).compile().memory_analysis()
+  positions = np.broadcast_to(np.arange(a.seq, dtype=np.int32), tokens.shape)
+  batch = put_batch(sft_batch({"tokens": tokens, "positions": positions, "loss_mask": mask}), mesh)
+  plan = step.lower(state, batch, {}).compile().memory_analysis()
   for _ in range(2):
-    state, metrics = step(state, batch)
+    state, metrics = step(state, batch, {})
   jax.block_until_ready(state)
   stats = jax.devices()[0].memory_stats() or {}
   estimate = estimate_memory(cfg, batch_size=a.batch, seq_len=a.seq)

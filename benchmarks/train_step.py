@@ -25,8 +25,9 @@ from rr.config import base_config
 from rr.models import Decoder, model_config
 from rr.sharding import make_mesh
 from rr.train.optimizer import make_optimizer
+from rr.train.batch import put_batch, sft_batch
+from rr.train.sft import make_sft_step
 from rr.train.state import init_train_state
-from rr.train.step import make_sft_step, put_batch
 
 # --size as in hf_peer.py: (rr preset, vocab)
 SIZES = {"tiny": ("qwen2-tiny", 512), "small": ("qwen2-small", 4096), "qwen0.5b": ("qwen2-0.5b", 151936)}
@@ -59,13 +60,13 @@ def main():
     tokens = np.random.default_rng(0).integers(3, cfg.vocab_size, (a.batch, a.seq)).astype(np.int32)
     loss_mask = np.ones((a.batch, a.seq), np.float32)
     loss_mask[:, -1] = 0  # the last position has no next token
-    batch = put_batch({"tokens": tokens, "positions": np.broadcast_to(np.arange(a.seq, dtype=np.int32), tokens.shape),
-                       "loss_mask": loss_mask}, mesh)
+    positions = np.broadcast_to(np.arange(a.seq, dtype=np.int32), tokens.shape)
+    batch = put_batch(sft_batch({"tokens": tokens, "positions": positions, "loss_mask": loss_mask}), mesh)
 
     times = []
     for r in range(a.reps + 2):  # steps 0-1 warm up (step 0 compiles)
         t = time.perf_counter()
-        state, metrics = step(state, batch)
+        state, metrics = step(state, batch, {})
         jax.block_until_ready((state, metrics))
         dt = time.perf_counter() - t
         if r >= 2:

@@ -4,11 +4,25 @@ The JSON record (model config, vocabulary size, step) is read before any array i
 from another model shape or tokenizer is refused with a message, not a shape error deep in orbax. Nothing
 here deletes or overwrites a checkpoint the run did not write itself: a step that already exists is never
 saved over, and unreadable checkpoints are reported, not cleaned up.
+
+Saves are asynchronous, so the train loop runs on while orbax writes. `save` returns once orbax has its own
+host copy of the state (the loop may then donate the arrays to the next step). orbax writes the step into
+`<step>.orbax-checkpoint-tmp/` and renames it to `<step>/` only after every file is written (on a local disk
+the rename is the commit: orbax/checkpoint/_src/path/atomicity.py, AtomicRenameTemporaryPath.finalize), and it
+lists a step only under its final name (step.py, StandardNameFormat._build_metadata and is_path_finalized). A
+run killed mid-save therefore leaves that temporary directory behind, which is never listed, restored or
+counted as the latest step: a resume starts from the last complete one. orbax's own cleanup of temporary
+directories on start is off, and when the run saves that step again rr first moves the leftover aside to
+`<step>.unfinished-<time>/` (orbax would remove it to make room for the new write).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
+import threading
+import time
 from typing import Any
 
 import jax
@@ -16,38 +30,100 @@ import orbax.checkpoint as ocp
 
 from rr.errors import UserError
 
+# How orbax names a step directory still being written (orbax/checkpoint/_src/path/atomicity_types.py).
+TMP_SUFFIX = ".orbax-checkpoint-tmp"
+
+# Instances that may have a save in flight. Python stops its thread pools when the main thread ends, and orbax
+# needs them to finish a write: a run ended by an exception (or never closed) would lose the save it had just
+# started. So these are waited for first, from threading's exit hooks (atexit would run too late).
+_OPEN: list[Checkpoints] = []
+
+
+def _finish_saves_at_exit() -> None:
+  for checkpoints in list(_OPEN):
+    try:
+      checkpoints.wait()
+    except CheckpointError as e:
+      print(f"rr: {e}", file=sys.stderr)
+
+
+getattr(threading, "_register_atexit", atexit.register)(_finish_saves_at_exit)
+
 
 class CheckpointError(UserError):
   """A checkpoint directory is corrupt or was written by a different model or tokenizer."""
 
 
 class Checkpoints:
-  """The checkpoints of one run, in `<workdir>/checkpoints/<step>/`."""
+  """The checkpoints of one run, in `<workdir>/checkpoints/<step>/`; `read_only` opens another run's, which is
+  then neither created nor written."""
 
-  def __init__(self, directory: str, keep: int = 0):
+  def __init__(self, directory: str, keep: int = 0, read_only: bool = False):
     self.directory = os.path.abspath(directory)
+    self.read_only = read_only
     if os.path.exists(self.directory) and not os.path.isdir(self.directory):
       raise CheckpointError(f"checkpoint path {self.directory} exists and is not a directory")
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep or None, create=True,
-                                           enable_async_checkpointing=False)
+    for other in [c for c in _OPEN if c.directory == self.directory]:  # a rerun in this process: see its saves
+      try:
+        other.wait()
+      except CheckpointError as e:
+        print(f"rr: {e}", file=sys.stderr)
+    # cleanup_tmp_directories=False: a step a crash left half-written stays on disk for the user to look at.
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep or None, create=not read_only, read_only=read_only,
+                                           enable_async_checkpointing=True, cleanup_tmp_directories=False)
     try:
       self._manager = ocp.CheckpointManager(self.directory, options=options)
     except Exception as e:  # orbax reads step folders here: a broken one surfaces now
       raise CheckpointError(f"cannot read checkpoints in {self.directory}: {type(e).__name__}: {e}. "
                             "Move that directory aside or pass another --workdir.") from e
 
+  def wait(self) -> None:
+    """Blocks until the save in flight (if any) is complete on disk; a failed one is a CheckpointError here."""
+    try:
+      self._manager.wait_until_finished()
+    except Exception as e:
+      raise CheckpointError(f"writing a checkpoint into {self.directory} failed ({type(e).__name__}: "
+                            f"{str(e)[:300]}); its unfinished files stay in a *{TMP_SUFFIX} directory there. "
+                            "Check the disk (space, permissions) and resume: rr restarts from the last "
+                            "complete step.") from e
+
   def latest_step(self) -> int | None:
+    """The newest complete step (a save in flight is waited for; a half-written step never counts)."""
+    self.wait()
     return self._manager.latest_step()
 
   def save(self, step: int, state: Any, record: dict) -> None:
-    """Writes `state` (a pytree) and `record` (JSON) for `step`; an existing step is left as it is."""
-    if step in self._manager.all_steps():
+    """Starts writing `state` (a pytree) and `record` (JSON) for `step` and returns while orbax writes; an
+    existing step is left as it is. The next save, `wait` or `close` waits for this one."""
+    if self.read_only:
+      raise CheckpointError(f"checkpoints in {self.directory} were opened read-only; open them without "
+                            "read_only=True to save")
+    if step in self._manager.all_steps():  # includes a save still in flight
       return
+    self._keep_unfinished(step)
+    if self not in _OPEN:
+      _OPEN.append(self)
     self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                       record=ocp.args.JsonSave(record)))
-    self._manager.wait_until_finished()
+
+  def _keep_unfinished(self, step: int) -> None:
+    """Moves a crash's leftover `<step>.orbax-checkpoint-tmp` aside before orbax writes that step again,
+    since orbax would delete it first."""
+    leftover = os.path.join(self.directory, f"{step}{TMP_SUFFIX}")
+    if jax.process_index() != 0 or not os.path.isdir(leftover):
+      return
+    self.wait()  # our own save in flight is another step; never move under it
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside, n = os.path.join(self.directory, f"{step}.unfinished-{stamp}"), 1
+    while os.path.exists(aside):
+      n += 1
+      aside = os.path.join(self.directory, f"{step}.unfinished-{stamp}-{n}")
+    os.rename(leftover, aside)
+    print(f"rr: {leftover} is a save of step {step} that never finished (the run stopped mid-write); kept as "
+          f"{aside} and writing step {step} afresh. Delete it when you no longer need it.", file=sys.stderr)
 
   def read_record(self, step: int) -> dict:
+    self.wait()
     path = os.path.join(self.directory, str(step), "record")
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(record=ocp.args.JsonRestore()))
@@ -60,6 +136,7 @@ class Checkpoints:
   def restore(self, step: int, abstract_state: Any) -> Any:
     """Restores `step` into the shapes and shardings of `abstract_state` (callers check the record first:
     rr.train.state.check_record)."""
+    self.wait()
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract_state)))
@@ -71,6 +148,7 @@ class Checkpoints:
 
   def read_params(self, step: int) -> Any:
     """The params of `step` as saved (host arrays, orbax's own container types), without a target."""
+    self.wait()
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
     except Exception as e:
@@ -85,6 +163,12 @@ class Checkpoints:
     return jax.tree.map(lambda x, like: jax.device_put(x, like.sharding).astype(like.dtype), params, like_params)
 
   def close(self) -> None:
+    """Waits for the save in flight, then releases orbax's threads."""
+    try:
+      self.wait()
+    finally:
+      if self in _OPEN:
+        _OPEN.remove(self)
     self._manager.close()
 
 

@@ -12,6 +12,7 @@ import difflib
 import importlib.util
 import json
 import os
+import re
 from typing import Any
 
 import ml_collections
@@ -23,7 +24,6 @@ class ConfigError(UserError, ValueError):
   """A config file, key or value is wrong; the message says which and how to fix it."""
 
 
-TRAINERS = ("sft", "grpo", "distil_then_reinforce")
 DATA_SOURCES = ("task", "jsonl", "parquet", "tfds")
 DATA_FORMATS = ("rationale", "gsm8k", "math", "choice")
 MODEL_DTYPES = ("float32", "bfloat16")
@@ -33,9 +33,15 @@ REMAT_POLICIES = ("none", "full", "dots")  # rr.models.decoder maps each to a ja
 def base_config() -> ml_collections.ConfigDict:
   """Every key rr knows, with its default. Config files override these; nothing else is allowed."""
   c = ml_collections.ConfigDict()
-  c.trainer = "sft"  # which loop runs: see rr.train.TRAINERS
+  c.trainer = "sft"  # which trainer runs: a name in rr.train.TRAINERS (sft, grpo, stages, or registered)
   c.seed = 0
   c.init_checkpoint = ""  # fresh runs start from these params: another run's --workdir (or its checkpoints/)
+  # Trainer "stages" (rr.train.stages): a job of trainers in order, stage <name> in WORKDIR/<name>/, each after
+  # the first starting from the one before. `stages` lists the names ("sft,grpo"); `stage.<name>` is the one open
+  # group: that stage's `trainer` and its overrides of any key here, e.g. c.stage.grpo = {"trainer": "grpo",
+  # "train": {"steps": 600}}; set `init_checkpoint` in it to start elsewhere ("" = fresh).
+  c.stages = ""
+  c.stage = ml_collections.ConfigDict()
 
   c.data = ml_collections.ConfigDict()
   c.data.source = "task"  # "task" (generated, embedded), "jsonl" / "parquet" (local files) or "tfds" (array_record)
@@ -44,7 +50,6 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.difficulty = 3
   c.data.train_size = 20_000  # generated teacher rationales in the train split
   c.data.test_size = 500
-  c.data.sft_size = 0  # distil_then_reinforce: SFT sees only the first sft_size train examples (0 = all)
   c.data.train_path = ""  # JSONL / Parquet paths, when source is "jsonl" or "parquet"
   c.data.test_path = ""
   c.data.tfds_name = ""  # source "tfds": a prepared dataset's name (python -m rr.data.prepare), read without TF
@@ -83,6 +88,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.eval_every = 500  # 0 = only at the end
   c.train.checkpoint_every = 500  # a checkpoint is also written at the end and on Ctrl-C / SIGTERM
   c.train.keep_checkpoints = 0  # 0 = keep every checkpoint this run writes
+  # Terms of the objective, by registered name (rr.train.objectives): "" = the trainer's own composition
+  # (sft: nll; grpo: policy, plus kl / entropy / value when rl.kl_beta, rl.entropy_coef or a value-head
+  # advantage estimator ask for them). E.g. "policy,kl,my_term" after rr.train.objectives.register_term.
+  c.train.loss_terms = ""
 
   c.eval = ml_collections.ConfigDict()
   c.eval.num_examples = 500  # held-out examples sampled at each evaluation (<= data.test_size)
@@ -90,14 +99,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.max_new_tokens = 64
 
   c.rl = ml_collections.ConfigDict()  # trainer "grpo": the GRPO family (docs/methods.md)
-  c.rl.steps = 100  # distil_then_reinforce: steps and learning rate of the GRPO stage
-  c.rl.lr = 3e-5
   c.rl.prompts_per_step = 8
   c.rl.group_size = 8  # completions per prompt (G); the step's batch is prompts_per_step * group_size
   c.rl.max_new_tokens = 48
   c.rl.temperature = 1.0
   c.rl.top_k = 0
   c.rl.top_p = 1.0
+  c.rl.prompt_source = "uniform"  # which questions each step samples: a registered rr.train.sources name
+  # The frozen reference policy of rl.kl_beta: "" = the run's starting params, else an rr workdir / checkpoints
+  # directory or a Hugging Face model directory (rr.train.frozen.load_frozen)
+  c.rl.reference = ""
   c.rl.rewards = "correctness,format"  # registered reward names (rr.rewards.register), comma-separated
   c.rl.reward_weights = "1.0,0.1"  # one weight per reward
   # How the weighted rewards make one reward per completion: weighted_sum | normalize_then_sum (GDPO: each
@@ -126,6 +137,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.rl.max_sampling_rounds = 3  # cap on sampling rounds per step (dynamic sampling / difficulty filter)
   c.rl.pass_rate_min = 0.0  # balanced difficulty filter: keep groups whose pass rate is in [min, max]
   c.rl.pass_rate_max = 1.0  # (2504.03380 starts from 0.25 / 0.75); needs the correctness reward
+  c.rl.group_filters = ""  # more registered group filters (rr.train.groups.register_filter), comma-separated
   c.rl.gae_gamma = 1.0  # ppo: discount over completion tokens (the reward comes on the last one)
   c.rl.gae_lambda = 0.95  # ppo: GAE lambda (1 = Monte Carlo returns, 0 = one-step TD)
   c.rl.vf_coef = 0.1  # ppo: weight of the value loss next to the policy loss (the trunk is shared)
@@ -178,6 +190,9 @@ def load_config(spec: str, overrides: list[tuple[str, str]] = ()) -> ml_collecti
 def apply_overrides(config: ml_collections.ConfigDict, overrides: list[tuple[str, str]]) -> None:
   """Sets `a.b=value` pairs from the command line, typed by the existing field; unknown keys are errors."""
   for dotted, text in overrides:
+    if dotted.startswith("stage."):
+      _set_stage_override(config, dotted, text)
+      continue
     parent, key = _find_parent(config, dotted)
     old = parent[key]
     if isinstance(old, ml_collections.ConfigDict):
@@ -190,8 +205,8 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[tuple[str
 def validate(config: ml_collections.ConfigDict, source: str = "config") -> None:
   """Checks keys against the schema, value types, and the values that have a fixed set of choices."""
   _check_keys(config, base_config(), prefix="", source=source)
-  if config.trainer not in TRAINERS:
-    raise ConfigError(f"config.trainer={config.trainer!r} is not a trainer; choose one of {TRAINERS}")
+  if not isinstance(config.trainer, str) or not config.trainer:
+    raise ConfigError(f"config.trainer={config.trainer!r} must name a trainer (sft, grpo, stages, or registered)")
   _check_choice(config, "data.source", DATA_SOURCES)
   _check_choice(config, "data.format", DATA_FORMATS)
   if config.data.source in ("jsonl", "parquet") and not config.data.train_path:
@@ -221,6 +236,7 @@ def validate(config: ml_collections.ConfigDict, source: str = "config") -> None:
   if config.eval.num_examples > config.data.test_size and config.data.source == "task":
     raise ConfigError(f"config.eval.num_examples={config.eval.num_examples} exceeds "
                       f"config.data.test_size={config.data.test_size}; lower the first or raise the second")
+  _check_stages(config)
 
 
 def _check_choice(config, dotted: str, choices: tuple) -> None:
@@ -233,6 +249,9 @@ def _check_choice(config, dotted: str, choices: tuple) -> None:
 def _check_keys(config, schema, prefix: str, source: str) -> None:
   for key in config.keys():
     name = f"{prefix}{key}"
+    if name == "stage" and key in schema:  # the one open group: stage names, each checked against the schema
+      _check_stage_groups(config[key], source)
+      continue
     if key not in schema:
       close = difflib.get_close_matches(key, list(schema.keys()), n=1)
       hint = f" (did you mean {prefix + close[0]!r}?)" if close else ""
@@ -256,16 +275,18 @@ def _same_kind(value, expected) -> bool:
   return isinstance(value, type(expected))
 
 
-def _find_parent(config, dotted: str):
+def _find_parent(config, dotted: str, shown: str | None = None, under: str = ""):
+  """(group, key) of `dotted` in `config`; `shown` and `under` name the flag and the group for the error."""
   parts = dotted.split(".")
   node = config
   for i, part in enumerate(parts):
     if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-      where = ".".join(parts[:i]) or "config"
+      where = ".".join(([under] if under else []) + parts[:i]) or "config"
       choices = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
       close = difflib.get_close_matches(part, choices, n=1)
       hint = f" (did you mean {close[0]!r}?)" if close else ""
-      raise ConfigError(f"--config.{dotted}: unknown key {part!r} under {where}{hint}; known: {', '.join(choices)}")
+      raise ConfigError(f"--config.{shown or dotted}: unknown key {part!r} under {where}{hint}; "
+                        f"known: {', '.join(choices)}")
     if i == len(parts) - 1:
       return node, part
     node = node[part]
@@ -288,6 +309,123 @@ def _coerce(text: str, like: Any, what: str) -> Any:
   except ValueError:
     raise ConfigError(f"{what}={text!r} is not a valid {type(like).__name__}") from None
   return text
+
+
+# ------------------------------------------------------------------------------------------ stages
+
+STAGE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # it names a directory, a config group and summary keys
+
+
+def stage_names(config: ml_collections.ConfigDict) -> list[str]:
+  """The names in `config.stages`, in the order they run."""
+  return [n.strip() for n in config.stages.split(",") if n.strip()]
+
+
+def stage_config(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+  """The config stage `name` runs with: the job's config under `config.stage.<name>`'s overrides, with no stages of
+  its own. The job's config is not changed; chaining checkpoints is rr.train.stages' part (it knows the workdir)."""
+  out = config.copy_and_resolve_references()
+  overrides = out.stage[name]
+  out.stages = ""
+  out.stage = ml_collections.ConfigDict()
+  _apply_group(out, overrides)
+  return out
+
+
+def same_run_config(config: ml_collections.ConfigDict, workdir: str) -> bool:
+  """Whether the newest config `workdir` ran with (see `save_run_config`) is `config`, so a finished run of it
+  need not run again."""
+  existing = run_config_files(workdir)
+  return bool(existing) and _read_json(existing[-1]) == _plain_dict(config)
+
+
+def _apply_group(into: ml_collections.ConfigDict, overrides: ml_collections.ConfigDict) -> None:
+  for key, value in overrides.items():
+    if isinstance(value, ml_collections.ConfigDict) and isinstance(into.get(key), ml_collections.ConfigDict):
+      _apply_group(into[key], value)
+    else:
+      into[key] = value
+
+
+def _check_stage_groups(groups, source: str) -> None:
+  """Each `stage.<name>` group holds keys of the schema (checked like a config file's) and no stages of its own."""
+  if not isinstance(groups, ml_collections.ConfigDict):
+    raise ConfigError(f"config key 'stage' in {source} must be a group of stage groups, got {groups!r}; set "
+                      "config.stage.<name> = {'trainer': ..., <overrides>} for each name in config.stages")
+  schema = base_config()
+  for name, group in groups.items():
+    if not isinstance(group, ml_collections.ConfigDict):
+      raise ConfigError(f"config key 'stage.{name}' in {source} must be a group of keys (the stage's trainer and "
+                        f"its overrides), got {group!r}")
+    for key in ("stages", "stage"):
+      if key in group:
+        raise ConfigError(f"config key 'stage.{name}.{key}' in {source}: stages do not nest; list every stage in "
+                          "config.stages and give each its own config.stage.<name> group")
+    _check_keys(group, schema, prefix=f"stage.{name}.", source=source)
+
+
+def _check_stages(config: ml_collections.ConfigDict) -> None:
+  """config.stages and the config.stage groups name the same stages, each with a trainer, and every stage's
+  derived config validates, so a bad stage stops the job before the first one trains."""
+  names, groups = stage_names(config), list(config.stage.keys())
+  if config.trainer == "stages" and not names:
+    raise ConfigError("config.trainer='stages' needs config.stages: the stage names in order (e.g. 'sft,grpo'), "
+                      "each with a config.stage.<name> group holding its trainer and overrides")
+  for name in names:
+    if not STAGE_NAME.fullmatch(name):
+      raise ConfigError(f"config.stages={config.stages!r}: stage name {name!r} must be letters, digits and "
+                        "underscores, not starting with a digit (it names the stage's directory and group)")
+    if names.count(name) > 1:
+      raise ConfigError(f"config.stages={config.stages!r} names {name!r} twice; each stage needs its own name "
+                        "(e.g. round1, round2) and config.stage.<name> group")
+    if name not in config.stage:
+      close = difflib.get_close_matches(name, groups, n=1)
+      hint = f" (did you mean {close[0]!r}?)" if close else ""
+      raise ConfigError(f"config.stages names {name!r} but there is no config.stage.{name} group{hint}; add "
+                        f"config.stage.{name} = {{'trainer': ..., <overrides>}} or drop {name!r} from config.stages")
+  for name in groups:
+    if name not in names:
+      raise ConfigError(f"config.stage.{name} is not listed in config.stages={config.stages!r}; add {name!r} "
+                        "there (stages run in that order) or delete the group")
+  for name in names:
+    trainer = config.stage[name].get("trainer", "")
+    if not trainer:
+      raise ConfigError(f"config.stage.{name}.trainer is required: the trainer this stage runs (sft, grpo, or "
+                        "registered)")
+    if trainer == "stages":
+      raise ConfigError(f"config.stage.{name}.trainer='stages': stages do not nest; name the trainer this stage "
+                        "runs (sft, grpo, or registered) and list every stage in config.stages")
+    try:
+      validate(stage_config(config, name), source=f"config.stage.{name}")
+    except ConfigError as e:
+      raise ConfigError(f"config.stage.{name}: {e}") from None
+
+
+def _set_stage_override(config: ml_collections.ConfigDict, dotted: str, text: str) -> None:
+  """`stage.<name>.a.b=value`: any schema key of an existing stage, set or added to its group, typed by the
+  schema's field."""
+  parts = dotted.split(".")
+  name, path = parts[1], parts[2:]
+  if name not in config.stage:
+    close = difflib.get_close_matches(name, list(config.stage.keys()), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ConfigError(f"--config.{dotted}: there is no stage {name!r}{hint}; stages: "
+                      f"{', '.join(stage_names(config)) or 'none'} (a new stage goes in the config file: "
+                      "config.stages and config.stage.<name>)")
+  if not path:
+    raise ConfigError(f"--config.{dotted} is a group of keys, not a value; set one of its keys: "
+                      f"--config.{dotted}.<key>=VALUE (any key of the schema, e.g. train.steps)")
+  parent, key = _find_parent(base_config(), ".".join(path), shown=dotted, under=f"stage.{name}")
+  like = parent[key]
+  if isinstance(like, ml_collections.ConfigDict):
+    raise ConfigError(f"--config.{dotted} is a group of keys, not a value; set one of: "
+                      f"{', '.join(sorted(like.keys()))}")
+  node = config.stage[name]
+  for part in path[:-1]:
+    if part not in node:
+      node[part] = ml_collections.ConfigDict()
+    node = node[part]
+  node[key] = _coerce(text, like, f"--config.{dotted}")
 
 
 def use_hf_model(c: ml_collections.ConfigDict, model_dir: str, config_name: str) -> None:
@@ -419,7 +557,7 @@ def read_run_config(path: str) -> ml_collections.ConfigDict:
 
 def _merge(into: ml_collections.ConfigDict, values: dict) -> None:
   for key, value in values.items():
-    if isinstance(value, dict):
+    if isinstance(value, dict) and key in into:  # a stage.<name> group is new: assigned whole below
       _merge(into[key], value)
     else:
       into[key] = value

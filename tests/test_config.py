@@ -55,8 +55,10 @@ def test_semantic_errors_name_the_key():
   with pytest.raises(ConfigError, match=r"config.train.batch_size=0 must be positive"):
     apply_overrides(config, [("train.batch_size", "0")])
   config = load_config(os.path.join(ROOT, "configs", "sft.py"))
-  with pytest.raises(ConfigError, match=r"config.trainer='ppo'"):
-    apply_overrides(config, [("trainer", "ppo")])
+  apply_overrides(config, [("trainer", "gpro")])  # a registered name is checked where trainers are known
+  from rr import train
+  with pytest.raises(ConfigError, match=r"config.trainer: no trainer 'gpro' is registered \(did you mean 'grpo'"):
+    train.run(config, "/nonexistent/never-written")
 
 
 def test_config_file_with_a_typo_key_is_rejected(tmp_path):

@@ -8,17 +8,17 @@ import pytest
 
 from rr import models, sharding, train
 from rr.config import ConfigError, apply_overrides, base_config, load_config, read_run_config
-from rr.losses import PolicyLossConfig, sequence_log_probs, token_log_probs
+from rr.losses import PolicyLossConfig, token_log_probs
 from rr.data import CharTokenizer
 from rr.tasks import Example
-from rr.train import grpo, rl_step
+from rr.train import grpo
+from rr.train.batch import put_batch, rollout_batch
 from rr.train.metrics import read_metrics
+from rr.train.objectives import Parts, make_objective
 from rr.train.optimizer import learning_rate_schedule
 from rr.train.optimizer import make_optimizer
-from rr.train import rollout
-from rr.train.rollout import rollout_batch
 from rr.train.state import init_train_state
-from rr.train.step import put_batch
+from rr.train.step import make_train_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,48 +30,31 @@ def test_rollout_batch_places_completions_and_their_logprobs():
   logp = np.arange(12, dtype=np.float32).reshape(4, 3) / -10
   batch = rollout_batch(prompts, 2, tokens, lengths, logp, eos_id=1, pad_id=0, width=8)
   # Prompts are left-padded to 8 - 3 = 5 columns, so every completion starts at column 5.
-  np.testing.assert_array_equal(batch["tokens"][1], [0, 0, 5, 6, 7, 12, 13, 14])
-  np.testing.assert_array_equal(batch["tokens"][3], [0, 0, 0, 8, 9, 15, 16, 0])
-  np.testing.assert_array_equal(batch["positions"][3], [-1, -1, -1, 0, 1, 2, 3, -1])
+  np.testing.assert_array_equal(batch.tokens[1], [0, 0, 5, 6, 7, 12, 13, 14])
+  np.testing.assert_array_equal(batch.tokens[3], [0, 0, 0, 8, 9, 15, 16, 0])
+  np.testing.assert_array_equal(batch.positions[3], [-1, -1, -1, 0, 1, 2, 3, -1])
   # Row 1: completion tokens sit at 5..7, so their log-probs are read at 4..6.
-  np.testing.assert_array_equal(batch["mask"][1], [0, 0, 0, 0, 1, 1, 1, 0])
-  np.testing.assert_allclose(batch["sampler_logp"][1, 4:7], [-0.3, -0.4, -0.5])
-  np.testing.assert_array_equal(batch["mask"][2], [0, 0, 0, 0, 1, 0, 0, 0])
-  np.testing.assert_array_equal(batch["has_eos"], [True, False, True, False])
+  np.testing.assert_array_equal(batch.policy_mask[1], [0, 0, 0, 0, 1, 1, 1, 0])
+  np.testing.assert_allclose(batch.behaviour_logp[1, 4:7], [-0.3, -0.4, -0.5])
+  np.testing.assert_array_equal(batch.policy_mask[2], [0, 0, 0, 0, 1, 0, 0, 0])
+  np.testing.assert_array_equal(batch.has_eos, [True, False, True, False])
+  np.testing.assert_array_equal(batch.group_ids, [0, 0, 1, 1])
+  # Rewards and everything filled on the device are not set here.
+  assert batch.rewards is None and batch.advantages is None and batch.old_logp is None
   with pytest.raises(ValueError, match="more than the batch width"):
     rollout_batch(prompts, 2, tokens, lengths, logp, eos_id=1, pad_id=0, width=5)
 
 
-def test_shared_prompt_forward_equals_the_plain_forward_in_value_and_gradient():
-  cfg = models.model_config("nano", vocab_size=24)
-  params = models.init_params(cfg, jax.random.key(1))
-  model = models.Decoder(cfg)
-  tokens = np.array([[7, 8, 1], [9, 1, 0], [10, 11, 12], [13, 1, 0], [1, 0, 0], [14, 15, 16]], np.int32)
-  batch = rollout_batch([[3, 4, 5], [6], [2, 3]], 2, tokens, np.array([3, 2, 3, 2, 1, 3]),
-                        np.zeros((6, 3), np.float32), eos_id=1, pad_id=0, width=8)
-
-  def masked_logp(params, shared):
-    logits, hidden = rollout.policy_forward(model, params, batch["tokens"], batch["positions"], shared)
-    # The hidden states feed PPO's value head where the log-probs are read, so they get a gradient too.
-    value_like = (hidden.sum(-1) * batch["mask"]).sum()
-    return (sequence_log_probs(logits, batch["tokens"]) * batch["mask"]).sum() + 0.1 * value_like, (logits, hidden)
-
-  (plain, (logits, hidden)), grads = jax.value_and_grad(masked_logp, has_aux=True)(params, None)
-  (shared, (logits_s, hidden_s)), grads_s = jax.value_and_grad(masked_logp, has_aux=True)(params, (2, 5))
-  np.testing.assert_allclose(shared, plain, rtol=1e-5)
-  # Every column a loss reads (the mask) and every real position's hidden state agree.
-  read = batch["mask"] > 0
-  np.testing.assert_allclose(np.asarray(logits_s)[read], np.asarray(logits)[read], rtol=1e-4, atol=1e-5)
-  real = batch["positions"] >= 0
-  np.testing.assert_allclose(np.asarray(hidden_s)[real], np.asarray(hidden)[real], rtol=1e-4, atol=1e-5)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5), grads_s, grads)
-  assert max(float(np.abs(g).max()) for g in jax.tree.leaves(grads)) > 0
-
-
 def completion_logp(model, params, batch):
-  logits, _ = model.apply({"params": params}, batch["tokens"], batch["positions"])
-  targets = np.concatenate([batch["tokens"][:, 1:], np.zeros_like(batch["tokens"][:, :1])], axis=1)
-  return np.asarray((token_log_probs(logits, targets) * batch["mask"]).sum(axis=1))
+  logits, _ = model.apply({"params": params}, batch.tokens, batch.positions)
+  targets = np.concatenate([batch.tokens[:, 1:], np.zeros_like(batch.tokens[:, :1])], axis=1)
+  return np.asarray((token_log_probs(logits, targets) * batch.policy_mask).sum(axis=1))
+
+
+def policy_step(model, optimizer, shardings, mesh):
+  """The GRPO update of the trainer core: the "policy" term alone (no KL, so no frozen model)."""
+  return make_train_step(make_objective(None, Parts(model, loss_cfg=PolicyLossConfig()), ["policy"]), optimizer,
+                         shardings, mesh)
 
 
 def test_one_step_raises_the_positive_and_lowers_the_negative_completion():
@@ -84,10 +67,10 @@ def test_one_step_raises_the_positive_and_lowers_the_negative_completion():
   model = models.Decoder(cfg)
   batch = rollout_batch([[3, 4, 5]], 2, np.array([[7, 8, 1], [9, 10, 1]], np.int32), np.array([3, 3]),
                         np.zeros((2, 3), np.float32), eos_id=1, pad_id=0, width=8)
-  batch["advantages"] = np.array([1.0, -1.0], np.float32)
+  batch = batch.replace(advantages=np.array([1.0, -1.0], np.float32))
   before = completion_logp(model, state["params"], batch)
-  step = rl_step.make_grpo_step(model, optimizer, PolicyLossConfig(), shardings, mesh, reuse_old_logp=False)
-  state, metrics = step(state, put_batch(batch, mesh), None)
+  step = policy_step(model, optimizer, shardings, mesh)  # no old_logp in the batch: sg(logp), ratio 1
+  state, metrics = step(state, put_batch(batch, mesh), {})
   after = completion_logp(model, state["params"], batch)
   assert after[0] > before[0] and after[1] < before[1]
   assert bool(metrics["finite"]) and float(metrics["grad_norm"]) > 0
@@ -103,9 +86,9 @@ def test_non_finite_advantage_skips_the_update_and_names_the_term():
   before = jax.tree.map(np.asarray, state["params"])
   batch = rollout_batch([[3, 4, 5]], 2, np.array([[7, 8, 1], [9, 10, 1]], np.int32), np.array([3, 3]),
                         np.zeros((2, 3), np.float32), eos_id=1, pad_id=0, width=8)
-  batch["advantages"] = np.array([np.nan, 1.0], np.float32)
-  step = rl_step.make_grpo_step(models.Decoder(cfg), optimizer, PolicyLossConfig(), shardings, mesh, False)
-  state, metrics = step(state, put_batch(batch, mesh), None)
+  batch = batch.replace(advantages=np.array([np.nan, 1.0], np.float32))
+  step = policy_step(models.Decoder(cfg), optimizer, shardings, mesh)
+  state, metrics = step(state, put_batch(batch, mesh), {})
   assert not bool(metrics["finite"])
   bad = {k for k, v in metrics["finite_terms"].items() if not bool(v)}
   assert "loss" in bad and "pg_loss" in bad

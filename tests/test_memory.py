@@ -11,10 +11,11 @@ from rr import models, sharding
 from rr.config import base_config
 from rr.losses import completion_nll
 from rr.train import memory
+from rr.train.batch import sft_batch
 from rr.train.optimizer import make_optimizer
 from rr.train.setup import count_params
+from rr.train.sft import make_sft_step
 from rr.train.state import state_shardings
-from rr.train.step import make_sft_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,7 +34,8 @@ def compiled_step(cfg, batch, seq):
            "opt_state": jax.eval_shape(optimizer.init, params)}
   rows = {"tokens": jnp.int32, "positions": jnp.int32, "loss_mask": jnp.float32}
   host = {k: jax.ShapeDtypeStruct((batch, seq), d) for k, d in rows.items()}
-  analysis = make_sft_step(models.Decoder(cfg), optimizer, shardings, mesh).lower(state, host).compile()
+  step = make_sft_step(models.Decoder(cfg), optimizer, shardings, mesh)
+  analysis = step.lower(state, sft_batch(host), {}).compile()
   return analysis.memory_analysis(), nbytes(state), nbytes(host), _saved_residual_bytes(cfg, params, batch, seq)
 
 

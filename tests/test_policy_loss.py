@@ -328,7 +328,7 @@ def test_overflow_at_a_padding_column_changes_nothing(kl_mode, aggregation):
 
 
 def test_kl_reward_mode_logs_the_kl_but_adds_no_term():
-  """kl_mode="reward" puts the penalty in the advantages (rr.train.rl_step), so the loss and its gradient are
+  """kl_mode="reward" puts the penalty in the advantages (rr.train.advantages), so the loss and its gradient are
   the surrogate's alone; the estimator is still logged, and sequence_kl is the per-row sum of k1."""
   ref = np.array([[-0.2, -0.9, 0.3], [0.0, 0.1, -0.4]], np.float32)
   mask = np.array([[1, 1, 1], [1, 1, 0]], np.float32)

@@ -10,12 +10,13 @@ import pytest
 from rr import models, sharding, train
 from rr.config import ConfigError, apply_overrides, base_config, load_config
 from rr.losses import PolicyLossConfig, token_log_probs
-from rr.train import ppo, rl_step
+from rr.train import ppo
+from rr.train.batch import put_batch, rollout_batch
 from rr.train.metrics import read_metrics
+from rr.train.objectives import Parts, make_objective
 from rr.train.optimizer import make_optimizer
-from rr.train.rollout import rollout_batch
 from rr.train.state import init_train_state
-from rr.train.step import put_batch
+from rr.train.step import make_train_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CFG = models.model_config("nano", vocab_size=24)
@@ -51,18 +52,15 @@ def test_terminal_rewards_and_whitening_by_hand():
   x = jnp.array([[9.0, 1.0, 2.0, 3.0]])
   np.testing.assert_allclose(ppo.whiten(x, jnp.array([[0.0, 1, 1, 1]])),
                              [[0.0, -1 / np.sqrt(2 / 3), 0.0, 1 / np.sqrt(2 / 3)]], rtol=1e-5)
-  rows = ppo.row_rewards(np.array([0.5, np.nan, 2.0]), np.array([True, True, False]))
-  np.testing.assert_array_equal(rows["rewards"], [0.5, 0.0, 0.0])
-  np.testing.assert_array_equal(rows["valid"], [1.0, 0.0, 0.0])
 
 
 def rollout(rewards, valid):
-  """Prompt [3, 4, 5] left-padded to 5 columns, two 3-token completions: log-probs and values are read at
-  columns 4, 5, 6."""
-  batch = rollout_batch([[3, 4, 5]], 2, np.array([[7, 8, 1], [9, 10, 1]], np.int32), np.array([3, 3]),
-                        np.zeros((2, 3), np.float32), eos_id=1, pad_id=0, width=8)
-  batch.update(ppo.row_rewards(np.array(rewards, np.float32), np.array(valid)))
-  return batch
+  """Prompt [3, 4, 5] left-padded to 5 columns, 3-token completions (one per reward): log-probs and values are
+  read at columns 4, 5, 6. `rewards` and `valid` go in as the collector leaves them (NaN where a reward failed)."""
+  tokens = np.array([[7, 8, 1], [9, 10, 1], [11, 12, 1]], np.int32)[:len(rewards)]
+  batch = rollout_batch([[3, 4, 5]], len(rewards), tokens, np.full(len(rewards), 3),
+                        np.zeros((len(rewards), 3), np.float32), eos_id=1, pad_id=0, width=8)
+  return batch.replace(rewards=np.array(rewards, np.float32), valid=np.array(valid, np.float32))
 
 
 def ppo_setup(lr=1e-2):
@@ -78,20 +76,43 @@ def test_targets_are_gae_of_the_terminal_reward_with_a_fresh_head():
   _, mesh, state, _ = ppo_setup()
   np.testing.assert_array_equal(state["value_head"]["kernel"], 0.0)  # a fresh head: V = 0
   cfg = ppo.ValueConfig(gamma=1.0, lam=0.5, whiten=False)
-  out = ppo.make_targets(models.Decoder(CFG), cfg)(state, put_batch(rollout([2.0, 5.0], [True, False]), mesh))
+  targets = jax.jit(ppo.make_targets(models.Decoder(CFG), cfg))
+  out = targets(state, put_batch(rollout([2.0, 5.0], [True, False]), mesh))
   # V = 0, so delta is the reward (2, on the last token) and A_t = (gamma * lam)^(steps to the end) * 2.
-  np.testing.assert_allclose(out["advantages"][0], [0, 0, 0, 0, 0.5, 1.0, 2.0, 0], rtol=1e-6)
-  np.testing.assert_allclose(out["returns"][0], [0, 0, 0, 0, 0.5, 1.0, 2.0, 0], rtol=1e-6)
-  np.testing.assert_array_equal(out["advantages"][1], 0.0)  # the row whose reward failed
-  np.testing.assert_array_equal(out["value_mask"], [[0, 0, 0, 0, 1, 1, 1, 0], [0] * 8])
-  np.testing.assert_array_equal(out["old_values"], 0.0)
-  assert out["old_logp"].shape == (2, 8)
+  np.testing.assert_allclose(out.advantages[0], [0, 0, 0, 0, 0.5, 1.0, 2.0, 0], rtol=1e-6)
+  np.testing.assert_allclose(out.returns[0], [0, 0, 0, 0, 0.5, 1.0, 2.0, 0], rtol=1e-6)
+  np.testing.assert_array_equal(out.advantages[1], 0.0)  # the row whose reward failed
+  np.testing.assert_array_equal(out.value_mask, [[0, 0, 0, 0, 1, 1, 1, 0], [0] * 8])
+  np.testing.assert_array_equal(out.old_values, 0.0)
+  assert out.old_logp.shape == (2, 8)
+
+
+@pytest.mark.parametrize("whiten", [False, True])
+def test_targets_treat_a_nan_reward_and_an_invalid_row_as_failed(whiten):
+  """On the device, before GAE: a row counts when valid > 0 and its reward is finite; the others get reward 0
+  (so a NaN reaches no return, advantage or whitening statistic) and no value target."""
+  _, mesh, state, _ = ppo_setup()
+  cfg = ppo.ValueConfig(gamma=1.0, lam=0.5, whiten=whiten)
+  out = jax.jit(ppo.make_targets(models.Decoder(CFG), cfg))(
+      state, put_batch(rollout([0.5, np.nan, 2.0], [1.0, 1.0, 0.0]), mesh))
+  np.testing.assert_array_equal(out.value_mask, [[0, 0, 0, 0, 1, 1, 1, 0], [0] * 8, [0] * 8])
+  for name in ("advantages", "returns", "old_values", "old_logp"):
+    assert np.isfinite(np.asarray(getattr(out, name))).all(), name
+  # V = 0: the one counted row's returns are its reward discounted by gamma * lam; the others' rewards are 0.
+  np.testing.assert_allclose(out.returns[0], [0, 0, 0, 0, 0.125, 0.25, 0.5, 0], rtol=1e-6)
+  np.testing.assert_array_equal(out.returns[1:], 0.0)
+  np.testing.assert_array_equal(out.advantages[1:], 0.0)
+  if not whiten:
+    np.testing.assert_allclose(out.advantages[0], [0, 0, 0, 0, 0.125, 0.25, 0.5, 0], rtol=1e-6)
+  else:  # whitened over row 0's three tokens only
+    a = np.array([0.125, 0.25, 0.5])
+    np.testing.assert_allclose(out.advantages[0, 4:7], (a - a.mean()) / np.sqrt(a.var() + 1e-8), rtol=1e-5)
 
 
 def completion_logp(model, params, batch):
-  logits, _ = model.apply({"params": params}, batch["tokens"], batch["positions"])
-  targets = np.concatenate([batch["tokens"][:, 1:], np.zeros_like(batch["tokens"][:, :1])], axis=1)
-  return np.asarray((token_log_probs(logits, targets) * batch["mask"]).sum(axis=1))
+  logits, _ = model.apply({"params": params}, batch.tokens, batch.positions)
+  targets = np.concatenate([batch.tokens[:, 1:], np.zeros_like(batch.tokens[:, :1])], axis=1)
+  return np.asarray((token_log_probs(logits, targets) * batch.policy_mask).sum(axis=1))
 
 
 def test_ppo_steps_fit_the_value_head_and_raise_the_rewarded_completion():
@@ -99,18 +120,18 @@ def test_ppo_steps_fit_the_value_head_and_raise_the_rewarded_completion():
   model = models.Decoder(CFG)
   host = rollout([1.0, -1.0], [True, True])
   cfg = ppo.ValueConfig(value_clip=10.0)  # no clip: the value loss can keep falling on a fixed batch
-  batch = put_batch(host, mesh)
-  batch.update(ppo.make_targets(model, cfg)(state, batch))
+  batch = jax.jit(ppo.make_targets(model, cfg))(state, put_batch(host, mesh))
+  assert batch.old_logp is not None  # so the "policy" term's ratio is to the params that made the targets
   before = completion_logp(model, state["params"], host)
-  step = rl_step.make_grpo_step(model, optimizer, PolicyLossConfig(), shardings, mesh, reuse_old_logp=True,
-                                value_cfg=cfg)
+  objective = make_objective(None, Parts(model, loss_cfg=PolicyLossConfig(), value_cfg=cfg), ["policy", "value"])
+  step = make_train_step(objective, optimizer, shardings, mesh)
   value_losses = []
   for _ in range(4):
-    state, metrics = step(state, batch, None)
+    state, metrics = step(state, batch, {})
     assert bool(metrics["finite"])
     value_losses.append(float(metrics["value_loss"]))
   # The first loss is at V = 0: 0.5 * mean(returns^2) over the 6 active tokens.
-  returns = np.asarray(batch["returns"])
+  returns = np.asarray(batch.returns)
   assert value_losses[0] == pytest.approx(0.5 * np.sum(returns ** 2) / 6, rel=1e-5)
   assert value_losses[3] < value_losses[2] < value_losses[1] < value_losses[0]
   assert np.abs(np.asarray(state["value_head"]["kernel"])).sum() > 0

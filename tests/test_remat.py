@@ -40,7 +40,7 @@ def plain_loss(cfg, tokens):
 
 
 def cached_loss(cfg, tokens, prompt_len):
-  """As rr.train.rollout's shared-prompt forward: the prompt into a KV cache, the rest on top of it."""
+  """As rr.models.shared_prompt_forward: the prompt into a KV cache, the rest on top of it."""
   B, T = tokens.shape
   positions = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))
 

@@ -190,12 +190,16 @@ def _rl_config(rewards_, weights, combine):
     ("gate", [3, 1]),  # the wrong answer's 2 of 3 right steps count for nothing
 ])
 def test_config_reward_combine_reaches_the_rl_step_totals(example, combine, want):
-  """RLStep.sample_round totals the rounds' rewards with `rl.reward_combine`; the sampler is replaced by one
-  that returns two fixed completions of the addition question, so no model is built."""
+  """RolloutCollector.sample_round totals the rounds' rewards with `rl.reward_combine`; the sampler is replaced by
+  one that returns two fixed completions of the addition question, so no model is built."""
+  from types import SimpleNamespace
+
   from rr.data.tokenizers import CharTokenizer
   from rr.sampler import SampleOutput
   from rr.train import grpo
-  from rr.train.rl_step import RLStep
+  from rr.train.collector import RolloutCollector
+  from rr.train.groups import make_keep
+  from rr.train.sources import UniformPrompts
 
   tok = CharTokenizer()
   rl = _rl_config("format,correctness,step_correctness", "1,1,1", combine)
@@ -208,14 +212,13 @@ def test_config_reward_combine_reaches_the_rl_step_totals(example, combine, want
                      logprobs=np.zeros(tokens.shape, np.float32), model_logprobs=np.zeros(tokens.shape, np.float32),
                      prompt_index=np.zeros(2, np.int32))
 
-  step = object.__new__(RLStep)
-  step.rl, step.seed, step.tokenizer, step.strategy = rl, 0, tok, None
-  step.prompts, step.examples = [tok.encode(example.question)], [example]
-  step.sampler = lambda *args, **kwargs: out
-  step.reward_fns, step.reward_weights = fns, weights
-  step.reward_combine = grpo.build_combination(rl, fns, weights)
-  step.correctness_column = 1
-  groups, failures = step.sample_round(None, 0, 0)
+  sampler = lambda *args, **kwargs: out  # noqa: E731
+  source = UniformPrompts(SimpleNamespace(seed=0, rl=rl), [example])
+  collector = RolloutCollector(rl, sampler, tok, [tok.encode(example.question)], [example], source, fns,
+                               grpo.build_combination(rl, fns, weights), make_keep(rl), width=64, seed=0,
+                               max_rounds=1)
+  assert collector.correctness_column == 1
+  groups, failures, _ = collector.sample_round(None, 0, 0)
   assert not failures
   np.testing.assert_allclose(groups.total_N, want, rtol=1e-5, atol=1e-5)
 

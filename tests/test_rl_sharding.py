@@ -17,11 +17,11 @@ import jax, numpy as np
 from rr import models, sharding
 from rr.config import base_config
 from rr.losses import PolicyLossConfig
+from rr.train.batch import put_batch, rollout_batch
+from rr.train.objectives import Parts, make_objective
 from rr.train.optimizer import make_optimizer
-from rr.train.rl_step import make_grpo_step
-from rr.train.rollout import rollout_batch
 from rr.train.state import init_train_state
-from rr.train.step import put_batch
+from rr.train.step import make_train_step
 
 data, model_axis = int(sys.argv[1]), int(sys.argv[2])
 cfg = models.model_config("nano", vocab_size=24)
@@ -34,12 +34,12 @@ rng = np.random.default_rng(0)
 tokens = rng.integers(2, 24, (8, 4)).astype(np.int32)
 batch = rollout_batch([[3, 4, 5], [6, 7]], 4, tokens, np.array([4, 3, 2, 4, 1, 4, 3, 2]),
                       np.zeros((8, 4), np.float32), eos_id=1, pad_id=0, width=12)
-batch["advantages"] = rng.normal(size=8).astype(np.float32)
-step = make_grpo_step(models.Decoder(cfg), optimizer, PolicyLossConfig(), shardings, mesh, False,
-                      shared_prompt=(4, 8))
+batch = batch.replace(advantages=rng.normal(size=8).astype(np.float32))
+parts = Parts(models.Decoder(cfg), shared_prompt=(4, 8), loss_cfg=PolicyLossConfig())
+step = make_train_step(make_objective(None, parts, ["policy"]), optimizer, shardings, mesh)
 out = {"grad_norm": [], "entropy": []}
 for _ in range(3):
-  state, metrics = step(state, put_batch(batch, mesh), None)
+  state, metrics = step(state, put_batch(batch, mesh), {})
   out["grad_norm"].append(float(metrics["grad_norm"]))
   out["entropy"].append(float(metrics["entropy"]))
 out["params"] = float(sum(np.abs(np.asarray(x, np.float64)).sum() for x in jax.tree.leaves(state["params"])))

@@ -133,7 +133,7 @@ def sequence_kl(logp_BxT: jax.Array, ref_logp_BxT: jax.Array, mask_BxT: jax.Arra
   return jnp.where(active, kl_BxT, 0.0).sum(-1)
 
 
-def _masked_mean(x_BxT: jax.Array, mask_BxT: jax.Array) -> jax.Array:
+def masked_mean(x_BxT: jax.Array, mask_BxT: jax.Array) -> jax.Array:
   return jnp.sum(jnp.where(mask_BxT > 0, x_BxT * mask_BxT, 0.0)) / jnp.maximum(jnp.sum(mask_BxT), 1.0)
 
 
@@ -226,7 +226,7 @@ def policy_loss(logp_BxT: jax.Array, old_logp_BxT: jax.Array, adv_B: jax.Array, 
   if ref_logp_BxT is not None:
     ref_logp_BxT = on_mask(ref_logp_BxT)
     kl_BxT = on_mask(kl_per_token(logp_BxT, ref_logp_BxT, cfg.kl_estimator))
-    metrics["kl"] = _masked_mean(kl_BxT, mask_BxT)
+    metrics["kl"] = masked_mean(kl_BxT, mask_BxT)
     if cfg.kl_beta and cfg.kl_mode != "reward":  # "reward": the penalty is in the advantages already
       if cfg.kl_mode == "gradient":
         kl_BxT = jax.lax.stop_gradient(kl_BxT) + kl_gradient_term(logp_BxT, old_logp_BxT, ref_logp_BxT, mask_BxT)
@@ -236,7 +236,7 @@ def policy_loss(logp_BxT: jax.Array, old_logp_BxT: jax.Array, adv_B: jax.Array, 
       raise ValueError(f"PolicyLossConfig.entropy_coef={cfg.entropy_coef} needs entropy_BxT (token_entropy)")
   if entropy_BxT is not None:
     entropy_BxT = on_mask(entropy_BxT)
-    metrics["entropy"] = _masked_mean(entropy_BxT, mask_BxT)
+    metrics["entropy"] = masked_mean(entropy_BxT, mask_BxT)
     if cfg.entropy_coef:
       total_BxT = total_BxT - cfg.entropy_coef * entropy_BxT
 
@@ -246,10 +246,10 @@ def policy_loss(logp_BxT: jax.Array, old_logp_BxT: jax.Array, adv_B: jax.Array, 
   high_BxT = ((rho_value_BxT > 1.0 + cfg.eps_high) & (adv > 0)).astype(jnp.float32)
   metrics.update(
       pg_loss=aggregate(pg_BxT, mask_BxT, cfg.aggregation, cfg.max_completion_len),
-      clip_frac_low=_masked_mean(low_BxT, mask_BxT),
-      clip_frac_high=_masked_mean(high_BxT, mask_BxT),
-      clip_ratio=_masked_mean(jnp.maximum(low_BxT, high_BxT), mask_BxT),
-      ratio_mean=_masked_mean(rho_value_BxT, mask_BxT),
+      clip_frac_low=masked_mean(low_BxT, mask_BxT),
+      clip_frac_high=masked_mean(high_BxT, mask_BxT),
+      clip_ratio=masked_mean(jnp.maximum(low_BxT, high_BxT), mask_BxT),
+      ratio_mean=masked_mean(rho_value_BxT, mask_BxT),
   )
   return loss, jax.tree.map(jax.lax.stop_gradient, metrics)
 
@@ -266,6 +266,6 @@ def value_loss(values_BxT: jax.Array, returns_BxT: jax.Array, old_values_BxT: ja
   clipped_BxT = old_values_BxT + jnp.clip(values_BxT - old_values_BxT, -clip_eps, clip_eps)
   unclipped_sq_BxT = jnp.square(values_BxT - returns_BxT)
   clipped_sq_BxT = jnp.square(clipped_BxT - returns_BxT)
-  loss = 0.5 * _masked_mean(jnp.maximum(unclipped_sq_BxT, clipped_sq_BxT), mask_BxT)
-  frac = _masked_mean((clipped_sq_BxT > unclipped_sq_BxT).astype(jnp.float32), mask_BxT)
+  loss = 0.5 * masked_mean(jnp.maximum(unclipped_sq_BxT, clipped_sq_BxT), mask_BxT)
+  frac = masked_mean((clipped_sq_BxT > unclipped_sq_BxT).astype(jnp.float32), mask_BxT)
   return loss, {"value_clip_frac": jax.lax.stop_gradient(frac)}

@@ -35,7 +35,7 @@ def next_token_targets(tokens_BxT: jax.Array) -> jax.Array:
 
 
 def sequence_log_probs(logits_BxTxV: jax.Array, tokens_BxT: jax.Array, temperature: float = 1.0) -> jax.Array:
-  """log p(tokens[t + 1]) read at every position t: the rr.data / rr.train.rollout mask convention.
+  """log p(tokens[t + 1]) read at every position t: the rr.data / rr.train.batch mask convention.
 
   `temperature`: the distribution logits / T (`scale_logits`), the one a sampler at T drew the tokens from.
   """

@@ -2,7 +2,8 @@
 
 All are pure jnp functions of arrays, so they are jittable (shapes, group_size and columns are static) and run
 inside the train step or on the host alike. Rows are laid out as groups of G consecutive completions of one
-prompt. `Combination` is the one chosen by `config.rl.reward_combine`, which RLStep calls on each round.
+prompt. `Combination` is the one chosen by `config.rl.reward_combine`, which RolloutCollector (rr.train.collector)
+calls on each round.
 """
 
 from __future__ import annotations

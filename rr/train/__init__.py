@@ -1,11 +1,30 @@
-"""Training loops, chosen by `config.trainer`."""
+"""Training: one loop (rr.train.loop) driven by the trainer that `config.trainer` names.
+
+`rr.train.run(config, workdir)` is the Python entry the command line and notebooks share. Trainers live in a
+registry (rr.registry): the built-ins "sft", "grpo" and "stages" register themselves when their modules load,
+and a user's module registers its own the same way:
+
+  @rr.train.TRAINERS.register("my_trainer")
+  def run(config, workdir, should_stop=None) -> dict: ...
+"""
 
 from __future__ import annotations
 
+import importlib
+
+from rr.registry import Registry
+
+TRAINERS = Registry("trainer", "config.trainer")
+_BUILT_IN = ("sft", "grpo", "stages")  # modules under rr.train that register the trainer of the same name
+
+
+def trainer(name: str, where: str = "config.trainer"):
+  """The trainer registered as `name` (a built-in's module is imported first); RegistryError naming `where`."""
+  if name in _BUILT_IN:
+    importlib.import_module(f"rr.train.{name}")
+  return TRAINERS.get(name, where=where)
+
 
 def run(config, workdir: str, **kwargs) -> dict:
-  """Runs the loop named by `config.trainer` and returns its summary."""
-  from rr.train import grpo, pipeline, sft
-
-  trainers = {"sft": sft.run, "grpo": grpo.run, "distil_then_reinforce": pipeline.run}
-  return trainers[config.trainer](config, workdir, **kwargs)
+  """Runs the trainer named by `config.trainer` in `workdir` and returns its summary (a dict of scalars)."""
+  return trainer(config.trainer)(config, workdir, **kwargs)

@@ -6,6 +6,9 @@ of prompts until the batch is full, at most `rl.max_sampling_rounds` rounds. Dif
 whose pass rate (share of completions the task verifier accepts) lies in [pass_rate_min, pass_rate_max]. When
 the rounds run out the batch is topped up with dropped groups, so its shape (and the compiled step) never
 changes; `frac_groups_kept` and `sampling_rounds` say how often that happens.
+
+Filters are registered by name (`GROUP_FILTERS`); a filter factory `make(rl) -> keep(groups) -> bool[groups]`.
+rl.dynamic_sampling turns on "equal_rewards", a pass-rate band "pass_rate", and rl.group_filters adds any other.
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ import dataclasses
 from typing import Callable
 
 import numpy as np
+
+from rr.registry import Registry, split_names
+
+GROUP_FILTERS = Registry("group filter", "config.rl.group_filters")
 
 
 @dataclasses.dataclass
@@ -95,3 +102,37 @@ def collect_groups(sample_round: Callable[[int], Groups], num_groups: int, max_r
       break
   pool = Groups.concat(kept_parts + dropped_parts)
   return Collected(pool.take(np.arange(num_groups)), Groups.concat(sampled_parts), rounds, kept_count)
+
+
+@GROUP_FILTERS.register("equal_rewards")
+def equal_rewards_filter(rl) -> Callable[[Groups], np.ndarray]:
+  """DAPO's dynamic sampling: drop groups whose valid rewards are all equal (zero advantages)."""
+  return lambda groups: keep_groups(groups, drop_equal=True)
+
+
+@GROUP_FILTERS.register("pass_rate")
+def pass_rate_filter(rl) -> Callable[[Groups], np.ndarray]:
+  """Balanced difficulty: keep groups whose pass rate lies in [rl.pass_rate_min, rl.pass_rate_max]."""
+  return lambda groups: keep_groups(groups, drop_equal=False, pass_rate_min=rl.pass_rate_min,
+                                    pass_rate_max=rl.pass_rate_max)
+
+
+def filter_names(rl) -> list[str]:
+  """The filters a config turns on: its flags' built-ins, then the names in rl.group_filters."""
+  names = ((["equal_rewards"] if rl.dynamic_sampling else [])
+           + (["pass_rate"] if rl.pass_rate_min > 0.0 or rl.pass_rate_max < 1.0 else []))
+  return names + [n for n in split_names(rl.group_filters) if n not in names]
+
+
+def make_keep(rl) -> Callable[[Groups], np.ndarray]:
+  """bool [num_groups]: the groups every configured filter keeps (any group with a valid row when none is on)."""
+  filters = [GROUP_FILTERS.get(n, where=f"config.rl.group_filters={rl.group_filters!r}")(rl)
+             for n in filter_names(rl)]
+
+  def keep(groups: Groups) -> np.ndarray:
+    mask = keep_groups(groups, drop_equal=False)
+    for f in filters:
+      mask = mask & f(groups)
+    return mask
+
+  return keep

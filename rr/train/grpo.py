@@ -1,156 +1,125 @@
-"""The GRPO family: sample G completions per prompt, score them, turn rewards into advantages, and take
-`rl.epochs` clipped policy-gradient steps on each batch of rollouts (`config.trainer = "grpo"`).
+"""The RL trainer (`config.trainer = "grpo"`): the GRPO family and PPO as compositions of the core's parts.
 
-Phases as in the SFT loop: inputs, mesh, model and optimiser, restore (or start from
-`config.init_checkpoint`), evaluation before training, the loop, evaluation after. Rollout prompts and
-sampling keys are pure functions of (seed, step, round), so a resumed run draws the same rollouts.
+Each step: the rollout collector samples, scores and filters groups (rr.train.collector, prompts from the
+prompt source); the jitted prepare step turns rewards into advantages on the device (rr.train.advantages, the
+estimator `rl.advantage` names, with the KL penalty of rl.kl_mode="reward" and the old log-probs of mu > 1);
+then `rl.epochs` updates of the objective (rr.train.objectives: policy, plus kl / entropy / value as the config
+asks). PPO is the "ppo" estimator (a value head and GAE) plus the "value" term; nothing here branches on it.
+Phases as every trainer: inputs, mesh, model and optimiser, restore (or start from `config.init_checkpoint`),
+then rr.train.loop.
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 import jax
 import numpy as np
-from tqdm import tqdm
+import optax
 
 from rr.config import ConfigError, save_run_config
 from rr.data import encode_prompts
-from rr.eval import evaluate_accuracy
-from rr.losses import PolicyLossConfig
-from rr.models import Decoder
-from rr.rewards import (COMBINE_MODES, Combination, GroupSizeError, build_reward, check_group_size,
-                        closest_name, incentives, reward_name, reward_names)
 from rr.data.inputs import load_inputs
-from rr.train.interrupt import StopRequest
-from rr.train.metrics import MetricWriter
+from rr.eval import evaluate_accuracy
+from rr.models import Decoder
+from rr.rewards import Combination, GroupSizeError, check_group_size, reward_metrics
+from rr.sampler import Sampler
+from rr.train import TRAINERS, ppo  # ppo registers the "ppo" advantage estimator
+from rr.train.advantages import ESTIMATORS, make_prepare
+from rr.train.batch import put_batch
+from rr.train.collector import RolloutCollector, Rollouts
+from rr.train.groups import filter_names, make_keep
+from rr.train.loop import StepOutput, Trainer, run_loop
+from rr.train.objectives import Parts, make_objective, term_names
 from rr.train.optimizer import learning_rate_schedule, make_optimizer
-from rr.train.rl_step import RLStep
-from rr.train.setup import build_mesh, build_model_config, count_params
+# The config checks live in rl_config; these names stay importable from here for callers that used them.
+from rr.train.rl_config import (build_combination, build_rewards, check_group_filters, policy_loss_config,
+                                reward_config)
+from rr.train.setup import build_mesh, build_model_config
+from rr.train.sources import make_prompt_source
 from rr.train.state import open_run, starting_state
+from rr.train.step import make_train_step
 
-# Reward names resolve in rr.rewards.registry, built-ins and users' rewards alike; these two name the roles "gate"
-# reads.
-OUTCOME_REWARD = "correctness"  # what `rl.reward_combine = "gate"` gates on
-PROCESS_REWARDS = ("step_correctness",)  # rewards on the rationale, which "gate" counts only for right answers
+__all__ = ["GRPOStep", "build_combination", "build_rewards", "policy_loss_config", "reward_config", "run"]
 
 
-def reward_config(rl) -> tuple[list[str], np.ndarray]:
-  """(reward names, weights) from config.rl, after every check that needs no data: known names, one weight
-  each, a known `rl.reward_combine` with the rewards it needs, and weights under which the best expected
-  reward rises with accuracy."""
-  names = [n.strip() for n in rl.rewards.split(",") if n.strip()]
-  known = reward_names()
-  unknown = [n for n in names if n not in known]
-  if not names or unknown:
-    close = [f"{closest_name(n)!r} for {n!r}" for n in unknown if closest_name(n)]
-    hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    raise ConfigError(f"config.rl.rewards={rl.rewards!r}: unknown {unknown or 'empty list'}{hint}; choose from "
-                      f"{known}, or register your own with rr.rewards.register in a module your config file imports")
-  try:
-    weights = np.array([float(w) for w in rl.reward_weights.split(",")], np.float32)
-  except ValueError:
-    raise ConfigError(f"config.rl.reward_weights={rl.reward_weights!r} must be comma-separated numbers") from None
-  if len(weights) != len(names):
-    raise ConfigError(f"config.rl.reward_weights has {len(weights)} weights for {len(names)} rewards "
-                      f"({', '.join(names)}); give one weight per reward")
-  check_reward_combine(rl, names)
-  check_rises_with_accuracy(names, weights)
-  return names, weights
+class GRPOStep:
+  """`step(state, n) -> StepOutput` for loop step n: collect rollouts, prepare them, take rl.epochs updates.
+
+  The loop (run below) and benchmarks/grpo_step.py call the same object, so the benchmark times the trainer's
+  real path. `frozen` holds the frozen models' params by name ({"reference": params} when a term or the KL
+  penalty needs the reference), `frozen_models` their architectures, `frozen_shardings` their shardings.
+  """
+
+  def __init__(self, config, model: Decoder, optimizer: optax.GradientTransformation, shardings: dict,
+               mesh: jax.sharding.Mesh, tokenizer, prompts: Sequence[Sequence[int]], examples: Sequence,
+               reward_fns: Sequence, combine: Combination, width: int, frozen: dict | None = None,
+               frozen_models: dict | None = None, frozen_shardings: dict | None = None):
+    rl = config.rl
+    self.rl, self.mesh, self.frozen = rl, mesh, frozen or {}
+    self.reward_fns = list(reward_fns)
+    make_estimator = ESTIMATORS.get(rl.advantage)
+    loss_cfg = policy_loss_config(rl)
+    parts = Parts(model, frozen_models or {}, temperature=rl.temperature,
+                  shared_prompt=(rl.group_size, width - rl.max_new_tokens), loss_cfg=loss_cfg)
+    estimator = make_estimator(config, parts)
+    self.estimator = estimator
+    if estimator.value_head:
+      parts = Parts(**{**parts.__dict__, "value_cfg": ppo.value_config(rl)})
+    self.sampler = Sampler(model.cfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, mesh=mesh)
+    self.source = make_prompt_source(config, examples)
+    filtering = bool(filter_names(rl))
+    self.collector = RolloutCollector(rl, self.sampler, tokenizer, prompts, examples, self.source, reward_fns,
+                                      combine, make_keep(rl), width, config.seed,
+                                      rl.max_sampling_rounds if filtering else 1)
+    self.terms = term_names(config, "grpo", value_head=estimator.value_head)
+    self.prepare = make_prepare(config, parts, estimator, shardings, mesh, frozen_shardings)
+    self.update = make_train_step(make_objective(config, parts, self.terms), optimizer, shardings, mesh,
+                                  frozen_shardings, seed=config.seed)
+    self.warned_flat = False
+
+  def __call__(self, state, n: int) -> StepOutput:
+    rollouts = self.collector.collect(state["params"], n)
+    t = time.time()
+    batch = put_batch(rollouts.batch, self.mesh)
+    batch, prepare_metrics = self.prepare(state, batch, self.frozen)
+    for _ in range(self.rl.epochs):
+      state, metrics = self.update(state, batch, self.frozen)
+    self.source.update(n, rollouts)
+    host = self.host_metrics(rollouts)
+    host["train/seconds_dispatch"] = time.time() - t
+    notes = [f"rr: reward {f.reward} failed on row {f.row}: {f.error}" for f in rollouts.failures[:5]]
+    group_std = rollouts.sampled.total_N.reshape(-1, self.rl.group_size).std(axis=1)
+    # Equal rewards in every group leave group advantages at 0, but not a critic's (the value head still learns).
+    if not self.estimator.value_head and np.all(group_std == 0) and not self.warned_flat:
+      notes.append(f"rr: step {n + 1}: every group had equal rewards, so no learning signal (zero advantages); "
+                   "this is normal early on and warned once")
+      self.warned_flat = True
+    return StepOutput(state, {**metrics, **prepare_metrics}, host, notes)
+
+  def host_metrics(self, rollouts: Rollouts) -> dict:
+    """TRL-named "train/..." scalars of the rewards and completions, known on the host before the update."""
+    sampled, chosen = rollouts.sampled, rollouts.chosen
+    valid = sampled.valid_N
+    group_std = sampled.total_N.reshape(-1, self.rl.group_size).std(axis=1)
+    lengths = chosen.lengths.astype(np.float64)
+    return {"train/reward": float(sampled.total_N[valid].mean()) if valid.any() else float("nan"),
+            "train/reward_std": float(sampled.total_N[valid].std()) if valid.any() else float("nan"),
+            "train/frac_reward_zero_std": float(np.mean(group_std == 0)),
+            "train/sampling_rounds": float(rollouts.rounds),
+            "train/frac_groups_kept": rollouts.kept / sampled.num_groups,
+            "train/completions/mean_length": float(lengths.mean()),
+            "train/completions/min_length": float(lengths.min()),
+            "train/completions/max_length": float(lengths.max()),
+            "train/completions/clipped_ratio": float(np.mean(~rollouts.batch.has_eos)),
+            "train/seconds_sampling": rollouts.seconds_sampling,
+            "train/seconds_scoring": rollouts.seconds_scoring,
+            "tokens_read": float(sampled.lengths.sum()),
+            **{f"train/{k}": v for k, v in reward_metrics(self.reward_fns, sampled.rewards_NxK, valid).items()}}
 
 
-def check_reward_combine(rl, names: list[str]) -> None:
-  if rl.reward_combine not in COMBINE_MODES:
-    raise ConfigError(f"config.rl.reward_combine={rl.reward_combine!r} is not one of {COMBINE_MODES}")
-  if rl.reward_combine == "gate" and (OUTCOME_REWARD not in names or not set(PROCESS_REWARDS) & set(names)):
-    raise ConfigError(f"config.rl.reward_combine='gate' counts a process reward ({', '.join(PROCESS_REWARDS)}) "
-                      f"only when the outcome ({OUTCOME_REWARD}) is right, but config.rl.rewards={rl.rewards!r} "
-                      f"lacks {' and '.join(n for n in (OUTCOME_REWARD, PROCESS_REWARDS[0]) if n not in names)}; "
-                      "e.g. rl.rewards=format,correctness,step_correctness with rl.reward_weights=1,1,1")
-
-
-def _weight_text(weights: dict[str, float]) -> str:
-  return ", ".join(f"{name}={w:g}" for name, w in weights.items())
-
-
-def check_rises_with_accuracy(names: list[str], weights: np.ndarray) -> None:
-  """Refuses weights under which the best expected reward V(p) (rr.rewards.incentives) is not strictly
-  increasing in the pass rate p: RL would then pay the policy for wrong answers on that range. Rewards that
-  read neither correctness nor confidence are constant in p and do not count. Under normalize_then_sum the
-  check reads the weights as if the raw rewards were summed: a proxy, since normalising rescales each column."""
-  by_name: dict[str, float] = {}
-  for name, w in zip(names, weights):
-    by_name[name] = by_name.get(name, 0.0) + float(w)
-  falling = incentives.falling_ranges(by_name)
-  if not falling:
-    return
-  where = ", ".join(f"[{lo:.3g}, {hi:.3g}]" for lo, hi in falling)
-  fix = incentives.correctness_weight_that_works(by_name)
-  hint = "the RLCR form 'calibration' (correctness plus a proper Brier term) rises with accuracy at any positive weight"
-  if fix is not None:
-    fixed = [fix if n == OUTCOME_REWARD else by_name[n] for n in names]
-    hint += (f"; or keep these rewards with a correctness weight of at least {fix:g}"
-             + (f" (rl.reward_weights={','.join(f'{w:g}' for w in fixed)})" if OUTCOME_REWARD in names else
-                f" (add '{OUTCOME_REWARD}' to rl.rewards)"))
-  raise ConfigError(f"config.rl.rewards and reward_weights ({_weight_text(by_name)}): the best expected reward "
-                    f"(over any stated confidence) does not rise with accuracy, for accuracy in {where}, so RL would "
-                    f"not pay the policy for being right there. What works: {hint}")
-
-
-def build_rewards(rl, tokenizer) -> tuple[list, np.ndarray]:
-  """(reward functions, weights) for config.rl; ConfigError (see `reward_config`) before any sampling."""
-  names, weights = reward_config(rl)
-  try:
-    return [build_reward(n, rl, tokenizer) for n in names], weights
-  except ValueError as e:
-    raise ConfigError(f"config.rl: {e}") from e
-
-
-def build_combination(rl, reward_fns, weights: np.ndarray) -> Combination:
-  """The `rl.reward_combine` combination over these rewards' columns, weights applied as `Combination` says
-  (gate: each reward keeps its weight, process rewards are multiplied by the correctness column first)."""
-  names = [reward_name(f) for f in reward_fns]
-  if rl.reward_combine != "gate":
-    return Combination(rl.reward_combine, weights, group_size=rl.group_size)
-  try:
-    return Combination("gate", weights, outcome_column=names.index(OUTCOME_REWARD),
-                       process_columns=tuple(i for i, n in enumerate(names) if n in PROCESS_REWARDS))
-  except ValueError as e:
-    raise ConfigError(f"config.rl.reward_combine='gate': {e}") from e
-
-
-def policy_loss_config(rl) -> PolicyLossConfig:
-  try:
-    return PolicyLossConfig(eps_low=rl.eps_low, eps_high=rl.eps_high, ratio_level=rl.ratio_level,
-                            clip_mode=rl.clip_mode, dual_clip_c=rl.dual_clip_c, aggregation=rl.aggregation,
-                            max_completion_len=rl.max_new_tokens, kl_beta=rl.kl_beta,
-                            kl_estimator=rl.kl_estimator, kl_mode=rl.kl_mode, entropy_coef=rl.entropy_coef,
-                            mask_truncated=rl.mask_truncated)
-  except ValueError as e:
-    raise ConfigError(f"config.rl: {e}") from e
-
-
-def check_group_filters(rl) -> None:
-  if not 0.0 <= rl.pass_rate_min <= rl.pass_rate_max <= 1.0:
-    raise ConfigError(f"config.rl.pass_rate_min={rl.pass_rate_min} and pass_rate_max={rl.pass_rate_max} must "
-                      "satisfy 0 <= min <= max <= 1")
-  filtering = rl.pass_rate_min > 0.0 or rl.pass_rate_max < 1.0
-  if filtering and "correctness" not in [n.strip() for n in rl.rewards.split(",")]:
-    raise ConfigError(f"config.rl.pass_rate_min/max filter on the correctness reward, but config.rl.rewards="
-                      f"{rl.rewards!r} does not include it; add 'correctness' (weight 0 is fine)")
-  if (filtering or rl.dynamic_sampling) and rl.max_sampling_rounds < 1:
-    raise ConfigError(f"config.rl.max_sampling_rounds={rl.max_sampling_rounds} must be at least 1")
-  if (filtering or rl.dynamic_sampling) and rl.group_size < 2:
-    raise ConfigError(f"config.rl.group_size={rl.group_size}: dynamic sampling and the pass-rate filter judge "
-                      "groups of completions; use group_size >= 2 or turn them off")
-  if rl.advantage == "ppo" and not (0.0 <= rl.gae_gamma <= 1.0 and 0.0 <= rl.gae_lambda <= 1.0
-                                    and rl.value_clip > 0.0 and rl.vf_coef >= 0.0):
-    raise ConfigError(f"config.rl: PPO needs gae_gamma and gae_lambda in [0, 1] (got {rl.gae_gamma}, "
-                      f"{rl.gae_lambda}), value_clip > 0 (got {rl.value_clip}) and vf_coef >= 0 (got {rl.vf_coef})")
-
-
+@TRAINERS.register("grpo")
 def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) -> dict:
   """Reinforces the student on the configured task and writes reports into `workdir`; returns the summary."""
   start = time.time()
@@ -160,16 +129,14 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   inputs = load_inputs(config)
   tokenizer = inputs.tokenizer
   reward_fns, reward_weights = build_rewards(rl, tokenizer)
-  reward_combine = build_combination(rl, reward_fns, reward_weights)
-  loss_cfg = policy_loss_config(rl)
+  combine = build_combination(rl, reward_fns, reward_weights)
+  policy_loss_config(rl)
+  estimator = ESTIMATORS.get(rl.advantage)
   batch_size = rl.prompts_per_step * rl.group_size
   try:
     check_group_size(batch_size, rl.group_size)
   except GroupSizeError as e:
     raise ConfigError(str(e)) from e
-  if rl.group_size < 2 and rl.advantage != "ppo":
-    raise ConfigError(f"config.rl.group_size={rl.group_size}: group advantages need at least 2 completions "
-                      "(rl.advantage='ppo' does not)")
   check_group_filters(rl)
   prompts = encode_prompts(tokenizer, [e.question for e in inputs.train])
   prompt_width = -(-max(len(p) for p in prompts) // 8) * 8
@@ -184,83 +151,54 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   optimizer = make_optimizer(config.optim, total_steps * rl.epochs, model_cfg.param_dtype)
   schedule = learning_rate_schedule(config.optim, total_steps * rl.epochs)
   # ---------------------------------------------------------------- restore
+  parts_probe = Parts(model, shared_prompt=(rl.group_size, prompt_width), loss_cfg=policy_loss_config(rl))
+  try:
+    value_head = estimator(config, parts_probe).value_head
+  except ValueError as e:
+    raise ConfigError(f"config.rl.advantage={rl.advantage!r}: {e}") from e
+  min_group = estimator(config, parts_probe).min_group_size
+  if rl.group_size < min_group:
+    raise ConfigError(f"config.rl.group_size={rl.group_size}: the {rl.advantage!r} advantages need at least "
+                      f"{min_group} completions per prompt (rl.advantage='ppo' needs 1)")
   checkpoints, record, state, shardings, resumed = open_run(workdir, config, model_cfg, optimizer, mesh,
-                                                           tokenizer.vocab_size, value_head=rl.advantage == "ppo")
-  ref_params = None  # the frozen reference: the starting params, rebuilt the same way on resume
-  if loss_cfg.kl_beta > 0:
-    ref_params = starting_state(model_cfg, optimizer, mesh, config.seed, record, config.init_checkpoint,
-                                hf_path=config.model.hf_path)[0]["params"]
+                                                           tokenizer.vocab_size, value_head=value_head)
+  frozen, frozen_models, frozen_shardings = reference_policy(config, model, model_cfg, optimizer, mesh, record,
+                                                             shardings, tokenizer.vocab_size)
   if jax.process_index() == 0:
     save_run_config(config, workdir)
   # ---------------------------------------------------------------- loop
-  writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
-  rl_step = RLStep(rl, model, optimizer, loss_cfg, shardings, mesh, tokenizer, prompts, inputs.train, reward_fns,
-                   reward_weights, width, config.seed, reward_combine=reward_combine)
-  sampler = rl_step.sampler
+  rl_step = GRPOStep(config, model, optimizer, shardings, mesh, tokenizer, prompts, inputs.train, reward_fns, combine,
+                     width, frozen, frozen_models, frozen_shardings)
+  if resumed is not None:
+    rl_step.source.load_state_dict(checkpoints.read_record(resumed).get("data_state", {}).get("prompt_source", {}))
 
   def evaluate(params) -> dict:
     if not eval_examples:
       return {}
-    return evaluate_accuracy(sampler, params, tokenizer, eval_examples, max_new_tokens=config.eval.max_new_tokens,
-                             batch_size=config.eval.batch_size)
+    return evaluate_accuracy(rl_step.sampler, params, tokenizer, eval_examples,
+                             max_new_tokens=config.eval.max_new_tokens, batch_size=config.eval.batch_size)
 
-  step = int(jax.device_get(state["step"])) // rl.epochs
-  writer.resume(None if resumed is None else step)  # rows a crash logged past the checkpoint: set aside
-  first_eval = {}
-  if resumed is None:
-    first_eval = evaluate(state["params"])
-    if first_eval:
-      first_eval["eval/accuracy_initial"] = first_eval["eval/accuracy"]
-      writer.write(step, first_eval)
-  warned_flat = False
-  last_train, last_eval, interrupted = {}, {}, False
-  with StopRequest() as stop, tqdm(total=total_steps, initial=step, desc="grpo", dynamic_ncols=True,
-                                   file=sys.stderr, mininterval=2.0) as bar:
-    while step < total_steps:
-      state, result = rl_step(state, step, ref_params)
-      step += 1
-      bar.update(1)
-      for failure in result.failures[:5]:
-        bar.write(f"rr: reward {failure.reward} failed on row {failure.row}: {failure.error}")
-      if result.all_groups_equal and not warned_flat:
-        bar.write(f"rr: step {step}: every group had equal rewards, so no learning signal (zero advantages); "
-                  "this is normal early on and warned once")
-        warned_flat = True
-      if not result.finite:
-        bar.write(f"rr: step {step}: non-finite {', '.join(result.bad_terms)}; the update was skipped and the run "
-                  f"stops with its last good checkpoint in {checkpoints.directory}")
-        interrupted = True
-        break
-      last_train = dict(result.metrics)
-      if step % config.train.log_every == 0 or step == total_steps:  # the schedule is read only when logged
-        last_train["train/lr"] = float(schedule(step * rl.epochs - 1))
-        writer.write(step, last_train)
-        bar.set_postfix(reward=f"{last_train['train/reward']:.3f}")
-      if config.train.eval_every and step % config.train.eval_every == 0 and step < total_steps:
-        last_eval = evaluate(state["params"])
-        writer.write(step, last_eval)
-        bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in last_eval.items()))
-      if step % config.train.checkpoint_every == 0:
-        checkpoints.save(step, state, record)  # named by loop step, as in every trainer
-      if stop.requested or (should_stop is not None and should_stop(step)):
-        interrupted = step < total_steps
-        break
-  # ---------------------------------------------------------------- final evaluation and reports
-  # A non-finite step was skipped inside the jitted step, so this state is the last good one.
-  checkpoints.save(step, state, record)
-  checkpoints.close()
-  if not interrupted:
-    last_eval = evaluate(state["params"])
-    if last_eval:
-      writer.write(step, last_eval)
-  if last_train and "train/lr" not in last_train:  # stopped between two logged steps
-    last_train["train/lr"] = float(schedule(step * rl.epochs - 1))
-  summary = {"step": step, "finished": not interrupted, "wall_seconds": time.time() - start,
-             "num_params": count_params(state["params"]), **last_train, **last_eval}
-  if "eval/accuracy_initial" in first_eval:
-    summary["eval/accuracy_initial"] = first_eval["eval/accuracy_initial"]
-  writer.write_summary(summary)
-  writer.plot_curves(("train/reward", "train/loss", "eval/accuracy"))
-  writer.close()
-  return summary
+  trainer = Trainer("grpo", total_steps, rl_step, evaluate, learning_rate=lambda n: float(schedule(n * rl.epochs - 1)),
+                    data_state=lambda: {"prompt_source": rl_step.source.state_dict()}, evaluate_first=True,
+                    curves=("train/reward", "train/loss", "eval/accuracy"))
+  return run_loop(trainer, state, workdir, config, checkpoints, record, resumed, start, should_stop)
 
+
+def reference_policy(config, model: Decoder, model_cfg, optimizer, mesh, record: dict, shardings: dict,
+                     vocab_size: int) -> tuple[dict, dict, dict]:
+  """(frozen params, frozen models, frozen shardings) by name: {"reference": ...} when rl.kl_beta > 0, else {}.
+
+  The reference is rl.reference (an rr workdir or a Hugging Face directory, rr.train.frozen.load_frozen), or by
+  default the run's starting params, rebuilt the same way on resume. It is never saved in the checkpoints.
+  """
+  if config.rl.kl_beta <= 0:
+    return {}, {}, {}
+  if config.rl.reference:
+    from rr.train.frozen import load_frozen
+
+    ref = load_frozen(config.rl.reference, mesh, vocab_size=vocab_size, dtype=config.model.param_dtype,
+                      what="config.rl.reference")
+    return {"reference": ref.params}, {"reference": ref.model}, {"reference": ref.shardings}
+  params = starting_state(model_cfg, optimizer, mesh, config.seed, record, config.init_checkpoint,
+                          hf_path=config.model.hf_path)[0]["params"]
+  return {"reference": params}, {"reference": model}, {"reference": shardings["params"]}

@@ -154,16 +154,20 @@ def config_report(config) -> list[tuple[str, dict[str, int]]]:
   """[(title, components)] for a run config: its SFT step and, for RL trainers, the RL step and the rollout's
   KV cache. Lengths are bounds read from the config, no data is loaded: an SFT row is data.max_len tokens, an
   RL row a prompt of at most data.max_len (rounded up to 8) plus rl.max_new_tokens."""
+  from rr.config import stage_config, stage_names
   from rr.data.tokenizers import tokenizer_from_config
   from rr.sampler.sampler import DEFAULT_PROMPT_BUCKETS, _bucket
   from rr.train.setup import build_model_config
 
+  if config.trainer == "stages":  # each stage's rows, under its name
+    return [(f"stage {name}: {title}", parts) for name in stage_names(config)
+            for title, parts in config_report(stage_config(config, name))]
   model_cfg = build_model_config(config, tokenizer_from_config(config).vocab_size)
   data, model = _mesh_sizes(config)
   mesh = dict(mesh_data=data, mesh_model=model, clipped=config.optim.clip_norm > 0)
   report = [(f"SFT step: batch {config.train.batch_size} x {config.data.max_len} tokens",
              estimate_memory(model_cfg, batch_size=config.train.batch_size, seq_len=config.data.max_len, **mesh))]
-  if config.trainer in ("grpo", "distil_then_reinforce"):
+  if config.trainer == "grpo":
     rl = config.rl
     rows = rl.prompts_per_step * rl.group_size
     width = -(-config.data.max_len // 8) * 8 + rl.max_new_tokens

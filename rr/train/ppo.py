@@ -1,10 +1,11 @@
-"""PPO in the RL trainer (`config.rl.advantage = "ppo"`): a value head on the policy's trunk and GAE.
+"""PPO as parts of the trainer core: the "ppo" advantage estimator (a value head on the policy's trunk and GAE)
+and the value loss the "value" objective term adds (`config.rl.advantage = "ppo"`).
 
 docs/methods.md, "Advantage estimators" (PPO). The row's combined reward is paid on its last completion token (0
-on the others); values are read where the log-probs are (`rollout_batch`: mask[t] = 1 when tokens[t + 1] is a
-completion token). Before the update, `make_targets` records old log-probs and old values with the current
-params and turns them into per-token advantages and returns with GAE; the step then adds `vf_coef` times the
-clipped value loss to the policy loss. A row whose reward failed gets advantage 0 and no value target.
+on the others); values are read where the log-probs are (the TrainBatch mask convention). Before the update,
+`make_targets` records old log-probs and old values with the current params and turns them into per-token
+advantages and returns with GAE; the "value" term then adds `vf_coef` times the clipped value loss to the policy
+loss. A row whose reward failed gets advantage 0 and no value target.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from rr.losses import sequence_log_probs, value_loss
-from rr.models import Decoder, apply_value_head
+from rr.models import Decoder, apply_value_head, shared_prompt_forward
 from rr.rewards import gae
-from rr.train.rollout import policy_forward
+from rr.train.advantages import ESTIMATORS, Estimator
+from rr.train.batch import TrainBatch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,12 +38,6 @@ def value_config(rl) -> ValueConfig:
                      whiten=rl.whiten_advantages)
 
 
-def row_rewards(total_N: np.ndarray, valid_N: np.ndarray) -> dict[str, np.ndarray]:
-  """Host batch entries for `make_targets`: the reward of each row (0 where it failed) and its validity."""
-  valid_N = np.asarray(valid_N, bool) & np.isfinite(total_N)
-  return {"rewards": np.where(valid_N, total_N, 0.0).astype(np.float32), "valid": valid_N.astype(np.float32)}
-
-
 def terminal_rewards(rewards_B: jax.Array, mask_BxT: jax.Array) -> jax.Array:
   """Per-token rewards: the row's reward on its last active position, 0 elsewhere (the mask is contiguous)."""
   next_mask_BxT = jnp.concatenate([mask_BxT[:, 1:], jnp.zeros_like(mask_BxT[:, :1])], axis=1)
@@ -58,35 +53,49 @@ def whiten(x_BxT: jax.Array, mask_BxT: jax.Array, eps: float = 1e-8) -> jax.Arra
 
 
 def make_targets(model: Decoder, cfg: ValueConfig, shared_prompt: tuple[int, int] | None = None,
-                 temperature: float = 1.0) -> Callable:
-  """`targets(state, batch) -> {old_logp, old_values, advantages, returns, value_mask}` ([B, T] each).
+                 temperature: float = 1.0) -> Callable[[dict, TrainBatch], TrainBatch]:
+  """`targets(state, batch) -> batch` with old_logp, old_values, advantages, returns, value_mask ([B, T] each).
 
-  Run once per batch, before the first epoch, so every epoch's ratio and value clip refer to the
-  params that produced the rollouts' advantages. `shared_prompt` as in `rr.train.rollout.policy_forward`;
-  `temperature` is the sampler's, so the old log-probs are those of the distribution that sampled.
+  Run once per batch, before the first epoch, so every epoch's ratio and value clip refer to the params that
+  produced the rollouts' advantages. `shared_prompt` as in `rr.models.shared_prompt_forward`; `temperature` is
+  the sampler's, so the old log-probs are those of the distribution that sampled. Jittable; not jitted here.
   """
 
-  def targets(state, batch):
-    logits_BxTxV, hidden_BxTxD = policy_forward(model, state["params"], batch["tokens"], batch["positions"],
-                                                shared_prompt)
+  def targets(state, batch: TrainBatch) -> TrainBatch:
+    logits_BxTxV, hidden_BxTxD = shared_prompt_forward(model, state["params"], batch.tokens, batch.positions,
+                                                       shared_prompt)
     values_BxT = apply_value_head(state["value_head"], hidden_BxTxD)
-    mask_BxT = batch["mask"]
-    value_mask_BxT = mask_BxT * batch["valid"][:, None]
-    advantages_BxT, returns_BxT = gae(terminal_rewards(batch["rewards"], mask_BxT), values_BxT, mask_BxT,
+    mask_BxT = batch.policy_mask
+    valid_B = (batch.valid > 0) & jnp.isfinite(batch.rewards)
+    rewards_B = jnp.where(valid_B, batch.rewards, 0.0)
+    value_mask_BxT = mask_BxT * valid_B.astype(jnp.float32)[:, None]
+    advantages_BxT, returns_BxT = gae(terminal_rewards(rewards_B, mask_BxT), values_BxT, mask_BxT,
                                       gamma=cfg.gamma, lam=cfg.lam)
     if cfg.whiten:
       advantages_BxT = whiten(advantages_BxT, value_mask_BxT)
-    return {"old_logp": sequence_log_probs(logits_BxTxV, batch["tokens"], temperature),
-            "old_values": values_BxT * mask_BxT,
-            "advantages": advantages_BxT * value_mask_BxT, "returns": returns_BxT, "value_mask": value_mask_BxT}
+    return batch.replace(old_logp=sequence_log_probs(logits_BxTxV, batch.tokens, temperature),
+                         old_values=values_BxT * mask_BxT, advantages=advantages_BxT * value_mask_BxT,
+                         returns=returns_BxT, value_mask=value_mask_BxT)
 
-  return jax.jit(targets)
+  return targets
 
 
-def value_terms(value_head, hidden_BxTxD: jax.Array, batch, cfg: ValueConfig) -> tuple[jax.Array, dict]:
+@ESTIMATORS.register("ppo")
+def ppo_estimator(config, parts) -> Estimator:
+  """GAE over a learned value head (the state gets one; the "value" term trains it)."""
+  rl = config.rl
+  if not (0.0 <= rl.gae_gamma <= 1.0 and 0.0 <= rl.gae_lambda <= 1.0 and rl.value_clip > 0.0 and rl.vf_coef >= 0.0):
+    raise ValueError(f"PPO needs config.rl.gae_gamma and gae_lambda in [0, 1] (got {rl.gae_gamma}, {rl.gae_lambda}), "
+                     f"value_clip > 0 (got {rl.value_clip}) and vf_coef >= 0 (got {rl.vf_coef})")
+  cfg = value_config(rl)
+  return Estimator(make_targets(parts.model, cfg, parts.shared_prompt, parts.temperature), value_head=True,
+                   min_group_size=1, records_old_logp=True)
+
+
+def value_terms(value_head, hidden_BxTxD: jax.Array, batch: TrainBatch, cfg: ValueConfig) -> tuple[jax.Array, dict]:
   """(vf_coef * clipped value loss, {value_loss, value_clip_frac, values_mean}) for the step's loss."""
   values_BxT = apply_value_head(value_head, hidden_BxTxD)
-  mask_BxT = batch["value_mask"]
-  loss, metrics = value_loss(values_BxT, batch["returns"], batch["old_values"], mask_BxT, cfg.value_clip)
+  mask_BxT = batch.value_mask
+  loss, metrics = value_loss(values_BxT, batch.returns, batch.old_values, mask_BxT, cfg.value_clip)
   values_mean = jnp.sum(jax.lax.stop_gradient(values_BxT) * mask_BxT) / jnp.maximum(mask_BxT.sum(), 1.0)
   return cfg.vf_coef * loss, {**metrics, "value_loss": jax.lax.stop_gradient(loss), "values_mean": values_mean}

@@ -1,34 +1,41 @@
-"""SFT on rationales: the loop that `config.trainer = "sft"` runs.
+"""SFT on rationales (`config.trainer = "sft"`): the NLL of the demonstration tokens through the one loop.
 
-Reads top to bottom in phases: inputs, mesh, model and optimiser, checkpoint restore, train loop with
-periodic evaluation and checkpoints, final evaluation and reports. Every check of user input happens in the
-first phase, before anything is compiled or written.
+Phases: inputs (every check of user input, before anything is compiled or written), mesh, model and optimiser,
+checkpoint restore, then rr.train.loop. The objective is `config.train.loss_terms` ("" = nll).
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Callable
 
 import jax
-import numpy as np
-from tqdm import tqdm
+import optax
 
 from rr import models
 from rr.config import save_run_config
 from rr.data import SFTBatches
+from rr.data.inputs import load_inputs
 from rr.eval import evaluate_accuracy
 from rr.sampler import Sampler
-from rr.data.inputs import load_inputs
-from rr.train.interrupt import StopRequest
-from rr.train.metrics import MetricWriter
+from rr.train import TRAINERS
+from rr.train.batch import put_batch, sft_batch
+from rr.train.loop import StepOutput, Trainer, run_loop
+from rr.train.objectives import Parts, make_objective, term_names
 from rr.train.optimizer import learning_rate_schedule, make_optimizer
-from rr.train.setup import build_mesh, build_model_config, count_params
+from rr.train.setup import build_mesh, build_model_config
 from rr.train.state import open_run
-from rr.train.step import make_sft_step, put_batch
+from rr.train.step import make_train_step
 
 
+def make_sft_step(model: models.Decoder, optimizer: optax.GradientTransformation, shardings: dict,
+                  mesh: jax.sharding.Mesh, config=None, names: tuple[str, ...] = ("nll",)) -> Callable:
+  """`step(state, batch, frozen) -> (state, metrics)` of the named terms (default: the NLL) on a TrainBatch."""
+  objective = make_objective(config, Parts(model), list(names))
+  return make_train_step(objective, optimizer, shardings, mesh, seed=0 if config is None else config.seed)
+
+
+@TRAINERS.register("sft")
 def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) -> dict:
   """Trains, evaluates and writes reports into `workdir`; returns the summary.
 
@@ -38,6 +45,7 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   # ---------------------------------------------------------------- inputs
   inputs = load_inputs(config)
   tokenizer = inputs.tokenizer
+  names = term_names(config, "sft")
   batches = SFTBatches(inputs.train, tokenizer, config.train.batch_size, config.data.max_len, config.seed)
   eval_examples = inputs.test[:config.eval.num_examples]
   model_cfg = build_model_config(config, tokenizer.vocab_size)
@@ -54,9 +62,13 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   if jax.process_index() == 0:
     save_run_config(config, workdir)
   # ---------------------------------------------------------------- train loop
-  writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
   sampler = Sampler(model_cfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, mesh=mesh)
-  train_step = make_sft_step(model, optimizer, shardings, mesh)
+  train_step = make_sft_step(model, optimizer, shardings, mesh, config, tuple(names))
+
+  def step(state, n: int) -> StepOutput:
+    arrays = batches.batch(n)
+    state, metrics = train_step(state, put_batch(sft_batch(arrays), mesh), {})
+    return StepOutput(state, metrics, {"tokens_read": float((arrays["positions"] >= 0).sum())})
 
   def evaluate(params) -> dict:
     if not eval_examples:
@@ -66,63 +78,5 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
                                 max_new_tokens=config.eval.max_new_tokens, batch_size=config.eval.batch_size)
     return {**metrics, "eval/seconds": time.time() - t}
 
-  step = int(jax.device_get(state["step"]))
-  writer.resume(None if resumed is None else step)  # rows a crash logged past the checkpoint: set aside
-  pending, window_tokens, window_start = [], 0, time.time()
-  last_train, last_eval, interrupted = {}, {}, False
-  with StopRequest() as stop, tqdm(total=total_steps, initial=step, desc="sft", dynamic_ncols=True,
-                                   file=sys.stderr, mininterval=2.0) as bar:
-    while step < total_steps:
-      batch = batches.batch(step)
-      state, metrics = train_step(state, put_batch(batch, mesh))
-      step += 1
-      pending.append(metrics)
-      if len(pending) > 1:  # at most two steps in flight: an honest progress bar and a prompt stop
-        pending[-2]["loss"].block_until_ready()
-      window_tokens += int((batch["positions"] >= 0).sum())
-      bar.update(1)
-      if step % config.train.log_every == 0 or step == total_steps:
-        window = jax.device_get(pending)
-        bad = sorted({k for m in window for k, v in m["finite_terms"].items() if not v})
-        if bad:  # the step skipped those updates (rr.train.step), so the state is still a good one
-          bar.write(f"rr: non-finite {', '.join(bad)} before step {step}; those updates were skipped and the run "
-                    f"stops with a good checkpoint in {checkpoints.directory}")
-          interrupted = True
-          break
-        elapsed = time.time() - window_start
-        last_train = {"train/loss": float(np.mean([m["loss"] for m in window])),
-                      "train/grad_norm": float(np.mean([m["grad_norm"] for m in window])),
-                      "train/lr": float(schedule(step - 1)),
-                      "train/tokens_per_s": window_tokens / max(elapsed, 1e-9),
-                      "train/seconds_per_step": elapsed / len(window)}
-        writer.write(step, last_train)
-        bar.set_postfix(loss=f"{last_train['train/loss']:.4f}")
-        pending, window_tokens, window_start = [], 0, time.time()
-      if config.train.eval_every and step % config.train.eval_every == 0 and step < total_steps:
-        last_eval = evaluate(state["params"])
-        writer.write(step, last_eval)
-        bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in last_eval.items()))
-        window_start = time.time()
-      if step % config.train.checkpoint_every == 0:
-        checkpoints.save(step, state, record)
-      if stop.requested or (should_stop is not None and should_stop(step)):
-        interrupted = step < total_steps
-        break
-  # ---------------------------------------------------------------- final evaluation and reports
-  checkpoints.save(step, state, record)
-  checkpoints.close()
-  if interrupted:
-    print(f"rr: stopped at step {step}; checkpoint saved in {checkpoints.directory}. "
-          "Run the same command again to resume.", file=sys.stderr)
-  else:
-    last_eval = evaluate(state["params"])
-    if last_eval:
-      writer.write(step, last_eval)
-  summary = {"step": step, "finished": not interrupted, "wall_seconds": time.time() - start,
-             "num_params": count_params(state["params"]), **last_train, **last_eval}
-  writer.write_summary(summary)
-  writer.plot_curves()
-  writer.close()
-  if not interrupted:
-    print("rr: " + ", ".join(f"{k}={v:.4g}" for k, v in summary.items() if isinstance(v, float)), file=sys.stderr)
-  return summary
+  trainer = Trainer("sft", total_steps, step, evaluate, learning_rate=lambda n: float(schedule(n - 1)))
+  return run_loop(trainer, state, workdir, config, checkpoints, record, resumed, start, should_stop)

@@ -1,9 +1,9 @@
 """The one train-step factory: an objective in, one jitted step with in/out shardings over the mesh out
 (this is pjit), for every trainer.
 
-`objective(trainable, batch, frozen) -> (loss, metrics)` says what to minimise: SFT's completion NLL, the
-policy loss of the GRPO family (with PPO's value term when the state has a value head), later
-distillation. Everything else is the same for all of them and lives here once: gradients of the trainable
+`objective(trainable, batch, frozen, rng) -> (loss, metrics)` says what to minimise (rr.train.objectives: SFT's
+NLL, the GRPO family's surrogate, the KL to a frozen reference, PPO's value term, later distillation, as sums of
+terms). Everything else is the same for all of them and lives here once: gradients of the trainable
 trees (rr.train.state.trainable: the params, plus a value head), the optimiser (clipping and the float32
 master inside it), donation of the state, and the non-finite guard: a step whose loss, gradient norm or any
 metric is not finite leaves params and optimiser state unchanged and says which term it was.
@@ -17,40 +17,28 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from rr import sharding
-from rr.losses import completion_nll
-from rr.models import Decoder
 from rr.train.precision import float32_norm
 from rr.train.state import trainable, with_trainable
 
-Objective = Callable[[Any, dict, Any], tuple[jax.Array, dict[str, jax.Array]]]
-
-
-def put_batch(batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
-  """Lays a host batch out over the mesh's data axis; with several processes each feeds its own rows."""
-  batch_sh = sharding.batch_sharding(mesh)
-  if jax.process_count() == 1:
-    return jax.device_put(batch, batch_sh)
-  index, count = jax.process_index(), jax.process_count()
-  rows = next(iter(batch.values())).shape[0] // count
-  return {k: jax.make_array_from_process_local_data(batch_sh, v[index * rows:(index + 1) * rows])
-          for k, v in batch.items()}
+Objective = Callable[[Any, Any, Any, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
 
 
 def make_train_step(objective: Objective, optimizer: optax.GradientTransformation, shardings: dict[str, Any],
-                    mesh: jax.sharding.Mesh, frozen_shardings: Any = None, takes_frozen: bool = False) -> Callable:
-  """`step(state, batch[, frozen]) -> (state, metrics)`, jitted with shardings and the state donated.
+                    mesh: jax.sharding.Mesh, frozen_shardings: dict | None = None, seed: int = 0) -> Callable:
+  """`step(state, batch, frozen) -> (state, metrics)`, jitted with shardings and the state donated.
 
-  `takes_frozen`: the step takes a third argument, the frozen models' params (a reference policy today, a
-  teacher next), placed by `frozen_shardings` (None when no frozen model is passed). metrics hold the
-  objective's own plus `loss`, `grad_norm`, `finite` and `finite_terms` (which term was not finite).
+  `frozen`: the frozen models' params by name ({} or e.g. {"reference": params}), placed by `frozen_shardings`
+  (a dict of their shardings by the same names). The objective's rng is a pure function of (seed, optimiser
+  step), so a resumed run draws the same. metrics hold the objective's own plus `loss`, `grad_norm`, `finite`
+  and `finite_terms` (which term was not finite).
   """
 
-  def step(state, batch, frozen=None):
-    (loss, metrics), grads = jax.value_and_grad(objective, has_aux=True)(trainable(state), batch, frozen)
+  def step(state, batch, frozen):
+    rng = jax.random.fold_in(jax.random.key(seed), state["step"])
+    (loss, metrics), grads = jax.value_and_grad(objective, has_aux=True)(trainable(state), batch, frozen, rng)
     grad_norm = float32_norm(grads)
     finite = {name: jnp.all(jnp.isfinite(value)) for name, value in
               (("loss", loss), ("grad_norm", grad_norm), *metrics.items())}
@@ -61,27 +49,6 @@ def make_train_step(objective: Objective, optimizer: optax.GradientTransformatio
     state = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
     return state, {**metrics, "loss": loss, "grad_norm": grad_norm, "finite": ok, "finite_terms": finite}
 
-  in_shardings = (shardings, sharding.batch_sharding(mesh))
-  out_shardings = (shardings, sharding.replicated(mesh))
-  if takes_frozen:
-    return jax.jit(step, in_shardings=(*in_shardings, frozen_shardings), out_shardings=out_shardings,
-                   donate_argnums=0)
-  return jax.jit(lambda state, batch: step(state, batch), in_shardings=in_shardings, out_shardings=out_shardings,
+  in_shardings = (shardings, sharding.batch_sharding(mesh), frozen_shardings or {})
+  return jax.jit(step, in_shardings=in_shardings, out_shardings=(shardings, sharding.replicated(mesh)),
                  donate_argnums=0)
-
-
-def sft_objective(model: Decoder) -> Objective:
-  """Completion-only NLL (docs/methods.md, "SFT loss"); batch = tokens, positions, loss_mask ([B, L] each)."""
-
-  def objective(params, batch, frozen):
-    logits_BxTxV, _ = model.apply({"params": params}, batch["tokens"], batch["positions"])
-    loss, count = completion_nll(logits_BxTxV, batch["tokens"], batch["loss_mask"])
-    return loss, {"tokens": count}
-
-  return objective
-
-
-def make_sft_step(model: Decoder, optimizer: optax.GradientTransformation, shardings: dict[str, Any],
-                  mesh: jax.sharding.Mesh) -> Callable:
-  """Returns `step(state, batch) -> (state, metrics)` for SFT: `make_train_step(sft_objective(model), ...)`."""
-  return make_train_step(sft_objective(model), optimizer, shardings, mesh)

@@ -1,0 +1,165 @@
+"""The one train loop every trainer runs: evaluate, train with periodic logs, evaluations and checkpoints, then
+evaluate and write the reports.
+
+A trainer (rr.train.sft, rr.train.grpo) builds its parts and hands the loop a `Trainer`: `step(state, n)`
+advances loop step n -> n + 1 and returns device metrics (not yet fetched) and host metrics. The loop keeps at
+most two steps in flight: it fetches step n's device metrics after dispatching step n + 1, so the device never
+waits for the host's logging, and a non-finite step (whose update the step skipped) is seen one step late. Rows
+of a logging window are averaged (TRL's convention). Checkpoints are named by loop step and also carry the
+trainer's data state (a prompt source's, say), so a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from typing import Any, Callable
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from rr.train.interrupt import StopRequest
+from rr.train.metrics import MetricWriter
+from rr.train.setup import count_params
+
+NOT_LOGGED = ("finite", "finite_terms")  # device metrics the loop reads itself
+
+
+@dataclasses.dataclass
+class StepOutput:
+  state: dict
+  device: dict  # the jitted step's metrics, still on the device
+  host: dict = dataclasses.field(default_factory=dict)  # "train/..." scalars the host already has
+  notes: list = dataclasses.field(default_factory=list)  # lines for the progress bar (a reward that failed)
+
+
+@dataclasses.dataclass
+class Trainer:
+  name: str  # the progress bar's label
+  total_steps: int
+  step: Callable[[dict, int], StepOutput]
+  evaluate: Callable[[Any], dict]  # params -> "eval/..." metrics ({} without held-out examples)
+  learning_rate: Callable[[int], float]  # the learning rate of the last update of loop step n (read at logs)
+  summarize: Callable[[list[dict], float], dict] | None = None  # (window rows, seconds) -> row; default: means
+  data_state: Callable[[], dict] = dict  # JSON state saved with each checkpoint's record
+  evaluate_first: bool = False  # evaluate the starting params as eval/accuracy_initial (RL from a checkpoint)
+  curves: tuple = ("train/loss", "eval/accuracy", "eval/step_accuracy")
+
+
+def mean_rows(rows: list[dict], seconds: float) -> dict:
+  """The mean of each key over a logging window, plus the wall time per step and, from the host metric
+  `tokens_read` (tokens a step read or sampled), the tokens per second."""
+  keys = sorted({k for r in rows for k in r} - {"tokens_read"})
+  out = {k: float(np.mean([r[k] for r in rows if k in r])) for k in keys}
+  out["train/seconds_per_step"] = seconds / max(len(rows), 1)
+  if any("tokens_read" in r for r in rows):
+    out["train/tokens_per_s"] = sum(r.get("tokens_read", 0.0) for r in rows) / max(seconds, 1e-9)
+  return out
+
+
+def _fetch(output: StepOutput) -> tuple[dict, list[str]]:
+  """(the step's "train/..." row, the names of its non-finite terms)."""
+  device = jax.device_get(output.device)
+  bad = [k for k, v in device["finite_terms"].items() if not v] if not device["finite"] else []
+  row = {f"train/{k}": float(v) for k, v in device.items() if k not in NOT_LOGGED and np.ndim(v) == 0}
+  return {**row, **output.host}, bad
+
+
+def run_loop(trainer: Trainer, state: dict, workdir: str, config, checkpoints, record: dict,
+             resumed: int | None, start: float, should_stop: Callable[[int], bool] | None = None) -> dict:
+  """Trains from `state` (at loop step `resumed`, or 0) to `trainer.total_steps`; returns the run's summary."""
+  writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
+  step = 0 if resumed is None else resumed
+  writer.resume(resumed)  # rows a crash logged past the checkpoint: set aside
+  summarize = trainer.summarize or mean_rows
+  first_eval, last_train, last_eval, interrupted, failed = {}, {}, {}, False, False
+  if resumed is None and trainer.evaluate_first:
+    first_eval = trainer.evaluate(state["params"])
+    if first_eval:
+      first_eval["eval/accuracy_initial"] = first_eval["eval/accuracy"]
+      writer.write(step, first_eval)
+
+  def save():
+    checkpoints.save(step, state, {**record, "data_state": trainer.data_state()})
+
+  try:
+    window, pending, window_start = [], None, time.time()
+    with StopRequest() as stop, tqdm(total=trainer.total_steps, initial=step, desc=trainer.name, dynamic_ncols=True,
+                                     file=sys.stderr, mininterval=2.0) as bar:
+
+      def flush() -> list[str]:  # fetch the step in flight; returns its non-finite terms
+        nonlocal pending
+        if pending is None:
+          return []
+        row, bad = _fetch(pending)
+        pending = None
+        window.append(row)
+        return bad
+
+      while step < trainer.total_steps:
+        out = trainer.step(state, step)
+        state = out.state
+        step += 1
+        bar.update(1)
+        for note in out.notes:
+          bar.write(note)
+        bad = flush()  # the step before this one, done by now or nearly
+        pending = out
+        log = step % config.train.log_every == 0 or step == trainer.total_steps
+        evaluate = bool(config.train.eval_every) and step % config.train.eval_every == 0 and step < trainer.total_steps
+        checkpoint = step % config.train.checkpoint_every == 0
+        if log or evaluate or checkpoint:
+          bad = bad or flush()
+        if bad:  # the step skipped that update (rr.train.step), so the state is still a good one
+          bar.write(f"rr: non-finite {', '.join(bad)} before step {step}; those updates were skipped and the run "
+                    f"stops with a good checkpoint in {checkpoints.directory}")
+          interrupted = failed = True
+          break
+        if log and window:
+          last_train = {**summarize(window, time.time() - window_start), "train/lr": trainer.learning_rate(step)}
+          writer.write(step, last_train)
+          bar.set_postfix({k.split("/")[-1]: f"{last_train[k]:.4g}" for k in ("train/reward", "train/loss")
+                           if k in last_train})
+          window, window_start = [], time.time()
+        if evaluate:
+          last_eval = trainer.evaluate(state["params"])
+          writer.write(step, last_eval)
+          bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in last_eval.items()))
+          window_start = time.time()
+        if checkpoint:
+          save()
+        if stop.requested or (should_stop is not None and should_stop(step)):
+          interrupted = step < trainer.total_steps
+          break
+      bad = flush()  # the last step in flight
+      if bad and not failed:
+        bar.write(f"rr: non-finite {', '.join(bad)} at step {step}; that update was skipped, and the run stops with a "
+                  f"good checkpoint in {checkpoints.directory}")
+        interrupted = failed = True
+  except BaseException:  # a crash or Ctrl-C outside the handler: let a checkpoint in flight finish
+    checkpoints.wait()
+    raise
+  if window and not failed:  # stopped between two logged steps
+    last_train = {**summarize(window, time.time() - window_start), "train/lr": trainer.learning_rate(step)}
+  # ---------------------------------------------------------------- final evaluation and reports
+  save()
+  checkpoints.close()
+  if interrupted:
+    print(f"rr: stopped at step {step}; checkpoint saved in {checkpoints.directory}. "
+          "Run the same command again to resume.", file=sys.stderr)
+  else:
+    last_eval = trainer.evaluate(state["params"])
+    if last_eval:
+      writer.write(step, last_eval)
+  summary = {"step": step, "finished": not interrupted, "wall_seconds": time.time() - start,
+             "num_params": count_params(state["params"]), **last_train, **last_eval}
+  if "eval/accuracy_initial" in first_eval:
+    summary["eval/accuracy_initial"] = first_eval["eval/accuracy_initial"]
+  writer.write_summary(summary)
+  writer.plot_curves(trainer.curves)
+  writer.close()
+  if not interrupted:
+    print("rr: " + ", ".join(f"{k}={v:.4g}" for k, v in summary.items() if isinstance(v, float)), file=sys.stderr)
+  return summary

@@ -1,0 +1,243 @@
+"""Objectives as sums of small terms: `objective(trainable, batch, frozen, rng) -> (loss, metrics)`.
+
+docs/methods.md has each term's formula. A term is `term(fwd) -> (loss, metrics)`, where `fwd` (Forward) holds
+the model outputs the step's terms share, each computed once, on first use, inside the one jitted step: the
+policy's logits and hidden states, log-probs and entropies at the sampling temperature, and the log-probs of
+a frozen model. Terms are registered by name and built from the config by their factory
+`make(config, parts) -> term`, so a new loss term is one decorated factory and one config line:
+
+  @objectives.TERMS.register("length_bonus")
+  def length_bonus(config, parts):
+    def term(fwd):
+      n = fwd.batch.policy_mask.sum()
+      return -1e-3 * n, {"length_bonus_tokens": n}
+    return term
+
+  --config.train.loss_terms=policy,length_bonus
+
+Every term reports its own metrics, so a loss without `clip_ratio` never breaks the logger (the loop logs
+whatever the step returns). The built-ins:
+  nll      completion NLL on the demonstration tokens (SFT)
+  policy   the clipped surrogate of the GRPO family / PPO (rr.losses.policy_loss), with its diagnostics
+  kl       beta * KL(pi || pi_ref) to the frozen reference (rl.kl_beta, rl.kl_mode, rl.kl_estimator)
+  entropy  - rl.entropy_coef * token entropy
+  value    rl.vf_coef * the clipped value loss of a value head (PPO)
+The policy-side terms share one token mask (the sampled tokens, minus truncated rows with rl.mask_truncated)
+and one aggregation (rl.aggregation), so their sum equals one aggregated sum of per-token losses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from rr.losses import (PolicyLossConfig, aggregate, completion_nll, kl_gradient_term, kl_per_token, masked_mean,
+                       policy_loss, sequence_log_probs, token_entropy)
+from rr.models import Decoder, shared_prompt_forward
+from rr.registry import Registry, split_names
+from rr.train.batch import TrainBatch
+
+TERMS = Registry("objective term", "config.train.loss_terms")
+Term = Callable[["Forward"], tuple[jax.Array, dict[str, jax.Array]]]
+Objective = Callable[[Any, TrainBatch, Any, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Parts:
+  """What term factories may read besides the config: the student and the frozen models' architectures."""
+  model: Decoder
+  frozen_models: dict[str, Decoder] = dataclasses.field(default_factory=dict)  # "reference", later "teacher"
+  temperature: float = 1.0  # the sampler's (rl.temperature): rollouts are scored at the T they were drawn at
+  shared_prompt: tuple[int, int] | None = None  # (G, P) of the rollout layout, or None for a plain forward
+  loss_cfg: PolicyLossConfig = PolicyLossConfig()
+  value_cfg: Any = None  # rr.train.ppo.ValueConfig when the state has a value head
+
+
+class Forward:
+  """The model outputs of one step's batch, each computed at most once per trace (cached properties)."""
+
+  def __init__(self, parts: Parts, trainable, batch: TrainBatch, frozen: dict | None, rng: jax.Array | None):
+    self.parts, self.trainable, self.batch, self.frozen, self.rng = parts, trainable, batch, frozen or {}, rng
+
+  @property
+  def params(self):
+    return self.trainable["params"] if "value_head" in self.trainable else self.trainable
+
+  @functools.cached_property
+  def outputs(self) -> tuple[jax.Array, jax.Array]:
+    """(logits [B, T, V], hidden [B, T, D]) of the trained policy."""
+    return shared_prompt_forward(self.parts.model, self.params, self.batch.tokens, self.batch.positions,
+                                 self.parts.shared_prompt)
+
+  @property
+  def logits(self) -> jax.Array:
+    return self.outputs[0]
+
+  @functools.cached_property
+  def logp(self) -> jax.Array:
+    """log pi(tokens[t + 1]) at the sampling temperature, [B, T]."""
+    return sequence_log_probs(self.logits, self.batch.tokens, self.parts.temperature)
+
+  @functools.cached_property
+  def entropy(self) -> jax.Array:
+    return token_entropy(self.logits, self.parts.temperature)
+
+  @functools.cached_property
+  def old_logp(self) -> jax.Array:
+    """The sampling policy's log-probs: recorded before the first epoch, or sg(logp) (ratio 1) when mu = 1."""
+    return self.batch.old_logp if self.batch.old_logp is not None else jax.lax.stop_gradient(self.logp)
+
+  @functools.cached_property
+  def policy_mask(self) -> jax.Array:
+    """The sampled tokens the policy-side terms train on: truncated rows dropped with rl.mask_truncated."""
+    mask = self.batch.policy_mask.astype(jnp.float32)
+    if self.parts.loss_cfg.mask_truncated:
+      mask = mask * self.batch.has_eos.astype(jnp.float32)[:, None]
+    return mask
+
+  def frozen_logp(self, name: str) -> jax.Array:
+    """sg(log-probs) of the frozen model `name` (a reference policy, a teacher) on the batch's tokens."""
+    return _frozen_logp(self, name)
+
+  def aggregate(self, loss_BxT: jax.Array) -> jax.Array:
+    cfg = self.parts.loss_cfg
+    return aggregate(loss_BxT, self.policy_mask, cfg.aggregation, cfg.max_completion_len)
+
+
+def _frozen_logp(fwd: Forward, name: str) -> jax.Array:
+  cache = fwd.__dict__.setdefault("_frozen_logp", {})
+  if name not in cache:
+    if name not in fwd.frozen:
+      raise ValueError(f"objective term needs the frozen model {name!r}, but the step got {sorted(fwd.frozen)}")
+    logits, _ = shared_prompt_forward(fwd.parts.frozen_models[name], fwd.frozen[name], fwd.batch.tokens,
+                                      fwd.batch.positions, fwd.parts.shared_prompt)
+    cache[name] = jax.lax.stop_gradient(sequence_log_probs(logits, fwd.batch.tokens, fwd.parts.temperature))
+  return cache[name]
+
+
+def _on(mask_BxT: jax.Array, x_BxT: jax.Array) -> jax.Array:
+  """x with every masked position set to 0 before any exp or sum (see rr.losses.policy)."""
+  return jnp.where(mask_BxT > 0, x_BxT.astype(jnp.float32), 0.0)
+
+
+# ------------------------------------------------------------------------------------------ the built-in terms
+
+@TERMS.register("nll")
+def nll_term(config, parts: Parts) -> Term:
+  """Completion-only NLL of the demonstration tokens, token-mean over the batch (docs/methods.md, "SFT loss")."""
+
+  def term(fwd: Forward):
+    loss, count = completion_nll(fwd.logits, fwd.batch.tokens, fwd.batch.demo_mask)
+    return loss, {"tokens": count}
+
+  return term
+
+
+@TERMS.register("policy")
+def policy_term(config, parts: Parts) -> Term:
+  """The clipped surrogate (docs/methods.md, "Policy loss"), plus the diagnostics every RL run logs: entropy of
+  the sampled tokens and how far the recomputed log-probs are from the sampler's."""
+  cfg = dataclasses.replace(parts.loss_cfg, kl_beta=0.0, entropy_coef=0.0, mask_truncated=False)
+
+  def term(fwd: Forward):
+    loss, metrics = policy_loss(fwd.logp, fwd.old_logp, fwd.batch.advantages, fwd.policy_mask, cfg)
+    sampled = fwd.batch.policy_mask
+    count = jnp.maximum(sampled.sum(), 1.0)
+    gap_BxT = jnp.where(sampled > 0, jnp.abs(jax.lax.stop_gradient(fwd.logp) - fwd.batch.behaviour_logp), 0.0)
+    return loss, {**metrics, "entropy": masked_mean(jax.lax.stop_gradient(fwd.entropy), sampled),
+                  "logprob_gap_mean": gap_BxT.sum() / count, "logprob_gap_max": gap_BxT.max()}
+
+  return term
+
+
+@TERMS.register("kl")
+def kl_term(config, parts: Parts) -> Term:
+  """beta * KL(pi || pi_ref) to the frozen "reference", aggregated like the surrogate (docs/methods.md, "KL").
+
+  kl_mode "gradient": value the estimator's, gradient the sequence KL's score-function gradient; "loss": the
+  estimator differentiated (TRL); "reward": no loss here (the penalty is in the rewards before the advantages,
+  rr.train.advantages), only the logged `kl`.
+  """
+  cfg = parts.loss_cfg
+
+  def term(fwd: Forward):
+    mask = fwd.policy_mask
+    logp, ref_logp = _on(mask, fwd.logp), _on(mask, fwd.frozen_logp("reference"))
+    kl_BxT = _on(mask, kl_per_token(logp, ref_logp, cfg.kl_estimator))
+    metrics = {"kl": masked_mean(kl_BxT, mask)}
+    if cfg.kl_mode == "reward":
+      return jnp.zeros((), jnp.float32), metrics
+    if cfg.kl_mode == "gradient":
+      kl_BxT = jax.lax.stop_gradient(kl_BxT) + kl_gradient_term(logp, _on(mask, fwd.old_logp), ref_logp, mask)
+    return cfg.kl_beta * fwd.aggregate(kl_BxT), metrics
+
+  return term
+
+
+@TERMS.register("entropy")
+def entropy_term(config, parts: Parts) -> Term:
+  """- rl.entropy_coef * H(pi) per sampled token, aggregated like the surrogate (an exploration bonus)."""
+  coef = parts.loss_cfg.entropy_coef
+
+  def term(fwd: Forward):
+    return -coef * fwd.aggregate(_on(fwd.policy_mask, fwd.entropy)), {}
+
+  return term
+
+
+@TERMS.register("value")
+def value_term(config, parts: Parts) -> Term:
+  """rl.vf_coef * the clipped value loss of the value head on the policy's trunk (PPO; rr.train.ppo)."""
+  from rr.train import ppo  # the value head's pieces live with PPO's targets
+
+  if parts.value_cfg is None:
+    raise ValueError("objective term 'value' needs a value head: use an advantage estimator that trains one "
+                     "(config.rl.advantage='ppo')")
+
+  def term(fwd: Forward):
+    return ppo.value_terms(fwd.trainable["value_head"], fwd.outputs[1], fwd.batch, parts.value_cfg)
+
+  return term
+
+
+# ------------------------------------------------------------------------------------------ composing them
+
+def default_terms(config, trainer: str, value_head: bool) -> list[str]:
+  """The trainer's own composition when config.train.loss_terms is "": SFT is the NLL; RL is the surrogate,
+  plus the KL when rl.kl_beta > 0, the entropy bonus when rl.entropy_coef != 0, the value loss with a value head."""
+  if trainer == "sft":
+    return ["nll"]
+  rl = config.rl
+  return (["policy"] + (["kl"] if rl.kl_beta > 0 else []) + (["entropy"] if rl.entropy_coef else [])
+          + (["value"] if value_head else []))
+
+
+def term_names(config, trainer: str, value_head: bool = False) -> list[str]:
+  """config.train.loss_terms as a list (checked against the registry), or the trainer's default."""
+  names = split_names(config.train.loss_terms) or default_terms(config, trainer, value_head)
+  for name in names:
+    TERMS.get(name, where=f"config.train.loss_terms={config.train.loss_terms!r}")
+  return names
+
+
+def make_objective(config, parts: Parts, names: list[str]) -> Objective:
+  """The sum of the named terms, each built once from the config; their metrics merge into one dict."""
+  terms = [(name, TERMS.get(name)(config, parts)) for name in names]
+
+  def objective(trainable, batch: TrainBatch, frozen, rng):
+    fwd = Forward(parts, trainable, batch, frozen, rng)
+    total, metrics = jnp.zeros((), jnp.float32), {}
+    for name, term in terms:
+      loss, term_metrics = term(fwd)
+      total = total + loss
+      clash = set(term_metrics) & set(metrics)
+      if clash:
+        raise ValueError(f"objective term {name!r} reports metrics {sorted(clash)} that another term reports too")
+      metrics.update(term_metrics)
+    return total, metrics
+
+  return objective
