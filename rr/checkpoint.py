@@ -50,6 +50,34 @@ def _finish_saves_at_exit() -> None:
 getattr(threading, "_register_atexit", atexit.register)(_finish_saves_at_exit)
 
 
+def find_checkpoints_dir(path: str) -> str:
+  """Where the checkpoints of `path` live: a run's --workdir -> its checkpoints/ (also when it does not exist
+  yet, for a run about to write), while a directory named checkpoints, or one already holding <step>/ folders,
+  is the checkpoints directory itself. The one resolver of "a workdir or its checkpoints/" in rr."""
+  if os.path.basename(os.path.normpath(path)) == "checkpoints":
+    return path
+  nested = os.path.join(path, "checkpoints")
+  if os.path.isdir(nested) or not os.path.isdir(path):
+    return nested
+  has_steps = any(name.isdigit() and os.path.isdir(os.path.join(path, name)) for name in os.listdir(path))
+  return path if has_steps else nested
+
+
+def directory_kind(path: str) -> str:
+  """What a model directory holds: "rr" (rr checkpoints: a checkpoints/ folder or <step>/ folders), "hf" (a
+  Hugging Face model: a config.json that is not an rr run's), or "" (neither). The one answer to "which model
+  is this directory" for evaluation, conversion and frozen models."""
+  from rr.config import is_run_config_file
+
+  if not os.path.isdir(path):
+    return ""
+  if os.path.isdir(os.path.join(path, "checkpoints")) or any(
+      name.isdigit() and os.path.isdir(os.path.join(path, name)) for name in os.listdir(path)):
+    return "rr"
+  config_json = os.path.join(path, "config.json")
+  return "hf" if os.path.isfile(config_json) and not is_run_config_file(config_json) else ""
+
+
 class CheckpointError(UserError):
   """A checkpoint directory is corrupt or was written by a different model or tokenizer."""
 

@@ -24,20 +24,13 @@ class ConvertError(UserError):
   """A bad source or target for `python -m rr.convert`; the message names it."""
 
 
-def _checkpoints_dir(path: str) -> str:
-  """A run's workdir -> its checkpoints/ directory; a checkpoints directory stays as it is."""
-  if os.path.basename(os.path.normpath(path)) == "checkpoints":
-    return path
-  return os.path.join(path, "checkpoints")
-
-
 def hf_to_rr(hf_dir: str, workdir: str) -> str:
   from rr import models
-  from rr.checkpoint import Checkpoints
+  from rr.checkpoint import Checkpoints, find_checkpoints_dir
 
   if not os.path.isdir(hf_dir):
     raise ConvertError(f"--from-hf {hf_dir} is not a directory; pass a local Hugging Face model directory")
-  target = _checkpoints_dir(workdir)
+  target = find_checkpoints_dir(workdir)
   if os.path.isdir(target) and os.listdir(target):
     raise ConvertError(f"--to {workdir} already holds rr checkpoints in {target}; pass a new directory "
                        "(rr never overwrites a checkpoint)")
@@ -86,9 +79,9 @@ def _copy_tokenizer(record: dict, hf_dir: str) -> list[str]:
 
 def rr_to_hf(workdir: str, hf_dir: str, dtype: str = "float32") -> str:
   from rr import models
-  from rr.checkpoint import Checkpoints
+  from rr.checkpoint import Checkpoints, find_checkpoints_dir
 
-  source = _checkpoints_dir(workdir)
+  source = find_checkpoints_dir(workdir)
   if not os.path.isdir(source):
     raise ConvertError(f"--from {workdir} holds no rr checkpoints; pass a run's --workdir (or its checkpoints/)")
   checkpoints = Checkpoints(source)

@@ -132,11 +132,31 @@ class FirstQuestions(sources.UniformPrompts):
     self.offset = state.get("offset", 0)
 
 
+def _reference_workdir(config, path: str) -> str:
+  """A saved rr run of the config's model with other random params: a frozen reference to load by path."""
+  from rr.checkpoint import Checkpoints
+  from rr.data.tokenizers import tokenizer_from_config
+  from rr.sharding import make_mesh
+  from rr.train.optimizer import make_optimizer
+  from rr.train.setup import build_model_config
+  from rr.train.state import init_train_state, run_record
+
+  vocab = tokenizer_from_config(config).vocab_size
+  cfg = build_model_config(config, vocab)
+  state, _ = init_train_state(cfg, make_optimizer(config.optim, 10, cfg.param_dtype), make_mesh(), seed=7)
+  checkpoints = Checkpoints(os.path.join(path, "checkpoints"))
+  checkpoints.save(1, state, run_record(cfg, vocab))
+  checkpoints.close()
+  return path
+
+
 def test_a_toy_term_and_a_toy_prompt_source_from_this_file_train_and_resume(tmp_path):
+  """Also: the KL reference comes from rl.reference (another saved run), not from the starting params."""
   overrides = [("train.steps", "3"), ("train.eval_every", "0"), ("train.checkpoint_every", "2"),
-               ("eval.num_examples", "4"), ("rl.max_new_tokens", "8"), ("train.loss_terms", "policy,toy_length"),
-               ("rl.prompt_source", "toy_first_questions")]
+               ("eval.num_examples", "4"), ("rl.max_new_tokens", "8"), ("train.loss_terms", "policy,toy_length,kl"),
+               ("rl.prompt_source", "toy_first_questions"), ("rl.kl_beta", "0.05")]
   config = load_config(os.path.join(ROOT, "configs", "grpo.py") + ":runlocal", overrides)
+  config.rl.reference = _reference_workdir(config, str(tmp_path / "reference"))
   SAMPLED.clear()
   workdir = str(tmp_path / "run")
   summary = train.run(config, workdir, should_stop=lambda step: step == 2)
@@ -147,7 +167,10 @@ def test_a_toy_term_and_a_toy_prompt_source_from_this_file_train_and_resume(tmp_
   assert train_rows and all(np.isfinite(r["train/toy_length_logp"]) and r["train/toy_length_logp"] < 0
                             for r in train_rows)
   assert "train/clip_ratio" in train_rows[0]
-  # Resume: the source's checkpointed offset (2 after two steps) continues the order exactly.
+  # At step 1 the policy is still its starting params: KL to those would be 0; to the saved reference it is not.
+  assert train_rows[0]["train/kl"] > 1e-3
+  # Resume: the source's checkpointed offset (2 after two steps) continues the order exactly; the restore would
+  # refuse a checkpoint whose state holds more than the student's leaves, so the reference was not saved in it.
   SAMPLED.clear()
   summary = train.run(config, workdir)
   assert summary["finished"] and summary["step"] == 3

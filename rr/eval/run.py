@@ -25,6 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
+from rr.checkpoint import directory_kind, find_checkpoints_dir
 from rr.errors import UserError
 from rr.eval.scoring import Scored, score
 from rr.rewards.builtin import step_checker
@@ -47,25 +48,17 @@ def resolve_checkpoint(path: str) -> tuple[str, str]:
   if not os.path.isdir(path):
     raise EvalError(f"--checkpoint {path} is not a directory; pass a run's --workdir (or its checkpoints/ "
                     "directory)")
-  nested = os.path.join(path, "checkpoints")
-  if os.path.isdir(nested):
-    return nested, path
-  has_steps = any(name.isdigit() and os.path.isdir(os.path.join(path, name)) for name in os.listdir(path))
-  if os.path.isfile(os.path.join(path, "config.json")) and not has_steps and not _is_run_config(path):
+  kind = directory_kind(path)
+  if kind == "hf":
     return path, path  # a Hugging Face model directory: read by rr.models.from_hf
-  if not has_steps:
+  if not kind:
     stages = sorted(name for name in os.listdir(path) if os.path.isdir(os.path.join(path, name, "checkpoints")))
     hint = (f"; its stages keep their own: pass one of --checkpoint "
             f"{' or '.join(os.path.join(path, stage) for stage in stages)}" if stages else
             "; pass a run's --workdir (it holds checkpoints/) or an rr checkpoints directory")
     raise EvalError(f"--checkpoint {path} holds no rr checkpoint (no checkpoints/ and no <step>/ folders){hint}")
-  return path, os.path.dirname(path) if os.path.basename(path) == "checkpoints" else path
-
-
-def _is_run_config(directory: str) -> bool:
-  """A run's own config.json (rr.config.save_run_config), which shares its name with a Hugging Face model's."""
-  from rr.config import is_run_config_file
-  return is_run_config_file(os.path.join(directory, "config.json"))
+  directory = find_checkpoints_dir(path)
+  return directory, os.path.dirname(directory) if os.path.basename(directory) == "checkpoints" else directory
 
 
 def run_config(workdir: str, overrides=()):
@@ -165,7 +158,7 @@ def prepare(checkpoint: str, config, *, out: str | None, ks: Sequence[int], samp
     print(f"rr.eval: the test split has only {len(examples)} examples; evaluating all of them", file=sys.stderr)
 
   tokenizer = inputs.tokenizer
-  if models.is_hf_dir(checkpoints_dir):
+  if directory_kind(checkpoints_dir) == "hf":
     try:
       model_cfg = models.hf_io.config_from_hf(models.hf_io.read_config(checkpoints_dir))
     except models.HFCheckpointError as e:

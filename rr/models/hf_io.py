@@ -29,10 +29,6 @@ class HFCheckpointError(ValueError):
   """A Hugging Face directory rr cannot read; the message names the file, field or tensor."""
 
 
-def is_hf_dir(path: str) -> bool:
-  return os.path.isfile(os.path.join(path, "config.json"))
-
-
 # --- config.json ----------------------------------------------------------------------------------
 
 def _rope_fields(hf: dict) -> dict:

@@ -16,9 +16,8 @@ from typing import Any
 import jax
 
 from rr import models, sharding
-from rr.checkpoint import CheckpointError, Checkpoints
-from rr.config import ConfigError, is_run_config_file
-from rr.train.state import _checkpoint_dir
+from rr.checkpoint import CheckpointError, Checkpoints, directory_kind, find_checkpoints_dir
+from rr.config import ConfigError
 
 FROZEN_DTYPES = ("float32", "bfloat16")
 
@@ -42,14 +41,13 @@ def load_frozen(path: str, mesh: jax.sharding.Mesh, *, vocab_size: int, dtype: s
   if not os.path.isdir(path):
     raise ConfigError(f"{what}={path!r} is not a directory; point it at an rr run's --workdir (or its "
                       "checkpoints/ directory) or at a local Hugging Face model directory")
-  config_json = os.path.join(path, "config.json")
-  if os.path.isfile(config_json) and not is_run_config_file(config_json):
+  if directory_kind(path) == "hf":
     return _load_hf(path, mesh, vocab_size, dtype, what)
   return _load_rr(path, mesh, vocab_size, dtype, what)
 
 
 def _load_rr(path: str, mesh, vocab_size: int, dtype: str, what: str) -> Frozen:
-  checkpoints = Checkpoints(_checkpoint_dir(path), read_only=True)
+  checkpoints = Checkpoints(find_checkpoints_dir(path), read_only=True)
   try:
     step = checkpoints.latest_step()
     if step is None:

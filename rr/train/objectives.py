@@ -132,7 +132,7 @@ def nll_term(config, parts: Parts) -> Term:
 
   def term(fwd: Forward):
     loss, count = completion_nll(fwd.logits, fwd.batch.tokens, fwd.batch.demo_mask)
-    return loss, {"tokens": count}
+    return loss, {"target_tokens": count}
 
   return term
 

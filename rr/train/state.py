@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from rr import models, sharding
-from rr.checkpoint import CheckpointError, Checkpoints
+from rr.checkpoint import CheckpointError, Checkpoints, find_checkpoints_dir
 
 
 def trainable(state: dict[str, Any]) -> Any:
@@ -77,7 +77,7 @@ def starting_state(model_cfg: models.ModelConfig, optimizer: optax.GradientTrans
   shardings = state_shardings(model_cfg, optimizer, mesh, value_head)
   params = None
   if init_checkpoint:
-    source = Checkpoints(_checkpoint_dir(init_checkpoint))
+    source = Checkpoints(find_checkpoints_dir(init_checkpoint))
     step = source.latest_step()
     if step is None:
       raise CheckpointError(f"config.init_checkpoint={init_checkpoint!r} holds no checkpoint; point it at a "
@@ -150,7 +150,3 @@ def open_run(workdir: str, config, model_cfg: models.ModelConfig, optimizer: opt
     print(f"rr: resuming from {checkpoints.directory}/{resumed}", file=sys.stderr)
   return checkpoints, record, state, shardings, resumed
 
-
-def _checkpoint_dir(path: str) -> str:
-  nested = os.path.join(path, "checkpoints")
-  return nested if os.path.isdir(nested) else path
