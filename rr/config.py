@@ -98,6 +98,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.batch_size = 256
   c.eval.max_new_tokens = 64
 
+  c.distill = ml_collections.ConfigDict()  # the "kd" objective term (docs/methods.md, "Logit distillation")
+  c.distill.teacher = ""  # an rr workdir or a Hugging Face directory, any size, with the student's tokenizer
+  c.distill.teacher_dtype = "float32"  # or "bfloat16": a frozen model needs no float32 master
+  c.distill.divergence = "forward_kl"  # forward_kl (KL(teacher || student)) | reverse_kl | jsd
+  c.distill.beta = 0.5  # jsd's mixture weight, 0 < beta < 1
+  c.distill.temperature = 1.0  # both distributions at logits / T
+  c.distill.top_k = 0  # > 0: both distributions restricted to the teacher's top-k tokens, renormalised
+  c.distill.weight = 1.0  # the term's weight next to the others (e.g. train.loss_terms=nll,kd)
+
   c.rl = ml_collections.ConfigDict()  # trainer "grpo": the GRPO family (docs/methods.md)
   c.rl.prompts_per_step = 8
   c.rl.group_size = 8  # completions per prompt (G); the step's batch is prompts_per_step * group_size

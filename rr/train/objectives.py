@@ -22,6 +22,7 @@ whatever the step returns). The built-ins:
   kl       beta * KL(pi || pi_ref) to the frozen reference (rl.kl_beta, rl.kl_mode, rl.kl_estimator)
   entropy  - rl.entropy_coef * token entropy
   value    rl.vf_coef * the clipped value loss of a value head (PPO)
+  kd       distill.weight * a divergence to the frozen "teacher"'s next-token distribution (logit KD)
 The policy-side terms share one token mask (the sampled tokens, minus truncated rows with rl.mask_truncated)
 and one aggregation (rl.aggregation), so their sum equals one aggregated sum of per-token losses.
 """
@@ -35,8 +36,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from rr.losses import (PolicyLossConfig, aggregate, completion_nll, kl_gradient_term, kl_per_token, masked_mean,
-                       policy_loss, sequence_log_probs, token_entropy)
+from rr.losses import (PolicyLossConfig, aggregate, completion_nll, distillation_loss, kl_gradient_term,
+                       kl_per_token, masked_mean, policy_loss, sequence_log_probs, token_entropy)
 from rr.models import Decoder, shared_prompt_forward
 from rr.registry import Registry, split_names
 from rr.train.batch import TrainBatch
@@ -55,6 +56,7 @@ class Parts:
   shared_prompt: tuple[int, int] | None = None  # (G, P) of the rollout layout, or None for a plain forward
   loss_cfg: PolicyLossConfig = PolicyLossConfig()
   value_cfg: Any = None  # rr.train.ppo.ValueConfig when the state has a value head
+  vocab_size: int | None = None  # the tokenizer's ids: embedding rows past them (padded tables) are never targets
 
 
 class Forward:
@@ -103,19 +105,30 @@ class Forward:
     """sg(log-probs) of the frozen model `name` (a reference policy, a teacher) on the batch's tokens."""
     return _frozen_logp(self, name)
 
+  def frozen_logits(self, name: str) -> jax.Array:
+    """sg(logits) [B, T, V'] of the frozen model `name` (its own table size V'), computed once per step."""
+    return _frozen_logits(self, name)
+
   def aggregate(self, loss_BxT: jax.Array) -> jax.Array:
     cfg = self.parts.loss_cfg
     return aggregate(loss_BxT, self.policy_mask, cfg.aggregation, cfg.max_completion_len)
 
 
-def _frozen_logp(fwd: Forward, name: str) -> jax.Array:
-  cache = fwd.__dict__.setdefault("_frozen_logp", {})
+def _frozen_logits(fwd: Forward, name: str) -> jax.Array:
+  cache = fwd.__dict__.setdefault("_frozen_logits", {})
   if name not in cache:
     if name not in fwd.frozen:
       raise ValueError(f"objective term needs the frozen model {name!r}, but the step got {sorted(fwd.frozen)}")
     logits, _ = shared_prompt_forward(fwd.parts.frozen_models[name], fwd.frozen[name], fwd.batch.tokens,
                                       fwd.batch.positions, fwd.parts.shared_prompt)
-    cache[name] = jax.lax.stop_gradient(sequence_log_probs(logits, fwd.batch.tokens, fwd.parts.temperature))
+    cache[name] = jax.lax.stop_gradient(logits)
+  return cache[name]
+
+
+def _frozen_logp(fwd: Forward, name: str) -> jax.Array:
+  cache = fwd.__dict__.setdefault("_frozen_logp", {})
+  if name not in cache:
+    cache[name] = sequence_log_probs(_frozen_logits(fwd, name), fwd.batch.tokens, fwd.parts.temperature)
   return cache[name]
 
 
@@ -200,6 +213,23 @@ def value_term(config, parts: Parts) -> Term:
 
   def term(fwd: Forward):
     return ppo.value_terms(fwd.trainable["value_head"], fwd.outputs[1], fwd.batch, parts.value_cfg)
+
+  return term
+
+
+@TERMS.register("kd")
+def kd_term(config, parts: Parts) -> Term:
+  """config.distill.weight * the divergence between the frozen "teacher"'s and the student's next-token
+  distributions (rr.losses.distillation_loss), token mean over the demonstration tokens (the policy's sampled
+  tokens for a rollout batch): logit KD, the teacher's logits computed in the same jitted step."""
+  d = config.distill
+
+  def term(fwd: Forward):
+    batch = fwd.batch
+    mask = batch.demo_mask if batch.demo_mask is not None else batch.policy_mask
+    loss = distillation_loss(fwd.logits, fwd.frozen_logits("teacher"), mask, d.divergence, beta=d.beta,
+                             temperature=d.temperature, top_k=d.top_k, vocab_size=parts.vocab_size)
+    return d.weight * loss, {"kd": jax.lax.stop_gradient(loss)}
 
   return term
 

@@ -13,7 +13,7 @@ import jax
 import optax
 
 from rr import models
-from rr.config import save_run_config
+from rr.config import ConfigError, save_run_config
 from rr.data import SFTBatches
 from rr.data.inputs import load_inputs
 from rr.eval import evaluate_accuracy
@@ -29,10 +29,27 @@ from rr.train.step import make_train_step
 
 
 def make_sft_step(model: models.Decoder, optimizer: optax.GradientTransformation, shardings: dict,
-                  mesh: jax.sharding.Mesh, config=None, names: tuple[str, ...] = ("nll",)) -> Callable:
-  """`step(state, batch, frozen) -> (state, metrics)` of the named terms (default: the NLL) on a TrainBatch."""
-  objective = make_objective(config, Parts(model), list(names))
-  return make_train_step(objective, optimizer, shardings, mesh, seed=0 if config is None else config.seed)
+                  mesh: jax.sharding.Mesh, config=None, names: tuple[str, ...] = ("nll",), frozen_models=None,
+                  frozen_shardings=None, vocab_size: int | None = None) -> Callable:
+  """`step(state, batch, frozen) -> (state, metrics)` of the named terms (default: the NLL) on a TrainBatch;
+  `frozen_models` / `frozen_shardings` by name for terms that read a frozen model (kd reads "teacher")."""
+  objective = make_objective(config, Parts(model, frozen_models or {}, vocab_size=vocab_size), list(names))
+  return make_train_step(objective, optimizer, shardings, mesh, frozen_shardings,
+                         seed=0 if config is None else config.seed)
+
+
+def teacher_model(config, names: list[str], mesh, vocab_size: int) -> tuple[dict, dict, dict]:
+  """(frozen params, models, shardings) by name: {"teacher": ...} when a term distils from one, else {}."""
+  if "kd" not in names:
+    return {}, {}, {}
+  if not config.distill.teacher:
+    raise ConfigError("config.train.loss_terms has 'kd', which distils from a teacher, but config.distill.teacher "
+                      "is empty; point it at an rr run's --workdir or a Hugging Face model directory")
+  from rr.train.frozen import load_frozen
+
+  teacher = load_frozen(config.distill.teacher, mesh, vocab_size=vocab_size, dtype=config.distill.teacher_dtype,
+                        what="config.distill.teacher")
+  return {"teacher": teacher.params}, {"teacher": teacher.model}, {"teacher": teacher.shardings}
 
 
 @TRAINERS.register("sft")
@@ -51,6 +68,7 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   model_cfg = build_model_config(config, tokenizer.vocab_size)
   # ---------------------------------------------------------------- mesh
   mesh = build_mesh(config, config.train.batch_size)
+  frozen, frozen_models, frozen_shardings = teacher_model(config, names, mesh, tokenizer.vocab_size)  # kd's teacher
   # ---------------------------------------------------------------- model and optimiser
   model = models.Decoder(model_cfg)
   total_steps = config.train.steps
@@ -63,11 +81,12 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
     save_run_config(config, workdir)
   # ---------------------------------------------------------------- train loop
   sampler = Sampler(model_cfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, mesh=mesh)
-  train_step = make_sft_step(model, optimizer, shardings, mesh, config, tuple(names))
+  train_step = make_sft_step(model, optimizer, shardings, mesh, config, tuple(names), frozen_models,
+                             frozen_shardings, tokenizer.vocab_size)
 
   def step(state, n: int) -> StepOutput:
     arrays = batches.batch(n)
-    state, metrics = train_step(state, put_batch(sft_batch(arrays), mesh), {})
+    state, metrics = train_step(state, put_batch(sft_batch(arrays), mesh), frozen)
     return StepOutput(state, metrics, {"tokens_read": float((arrays["positions"] >= 0).sum())})
 
   def evaluate(params) -> dict:
