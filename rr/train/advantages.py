@@ -23,12 +23,11 @@ import jax
 import jax.numpy as jnp
 
 from rr import sharding
-from rr.losses import sequence_kl, sequence_log_probs
-from rr.models import shared_prompt_forward
+from rr.losses import sequence_kl
 from rr.registry import Registry
 from rr.rewards import compute_advantages
 from rr.train.batch import TrainBatch
-from rr.train.objectives import Parts
+from rr.train.objectives import Forward, Parts
 
 ESTIMATORS = Registry("advantage estimator", "config.rl.advantage")
 
@@ -60,9 +59,8 @@ ESTIMATORS.register("reinforce++")(_group_estimator("reinforce++"))
 
 
 def policy_log_probs(parts: Parts, params, batch: TrainBatch) -> jax.Array:
-  """log-probs of the batch's tokens under `params` at the sampling temperature, with the shared-prompt forward."""
-  logits, _ = shared_prompt_forward(parts.model, params, batch.tokens, batch.positions, parts.shared_prompt)
-  return sequence_log_probs(logits, batch.tokens, parts.temperature)
+  """log-probs of the batch's tokens under `params` at the sampling temperature, as the objective reads them."""
+  return Forward(parts, params, batch, None, None).logp
 
 
 def make_prepare(config, parts: Parts, estimator: Estimator, shardings: dict, mesh: jax.sharding.Mesh,
@@ -74,15 +72,15 @@ def make_prepare(config, parts: Parts, estimator: Estimator, shardings: dict, me
 
   def prepare(state, batch: TrainBatch, frozen):
     metrics = {}
+    fwd = Forward(parts, state["params"], batch, frozen, None)  # each forward runs at most once
     if kl_in_reward:
-      logp = policy_log_probs(parts, state["params"], batch)
-      ref_logp = policy_log_probs(parts, frozen["reference"], batch)
+      logp, ref_logp = fwd.logp, fwd.frozen_logp("reference")
       penalty_B = loss_cfg.kl_beta * sequence_kl(logp, ref_logp, batch.policy_mask, loss_cfg.kl_estimator)
       batch = batch.replace(rewards=batch.rewards - penalty_B, kl_penalty=penalty_B)
       valid = batch.valid > 0
       metrics["kl_reward_penalty"] = (jnp.where(valid, penalty_B, 0.0).sum() / jnp.maximum(valid.sum(), 1))
     if record_old:
-      batch = batch.replace(old_logp=policy_log_probs(parts, state["params"], batch))
+      batch = batch.replace(old_logp=fwd.logp)
     return estimator.advantages(state, batch), metrics
 
   batch_sh = sharding.batch_sharding(mesh)

@@ -90,9 +90,8 @@ class GRPOStep:
     host = self.host_metrics(rollouts)
     host["train/seconds_dispatch"] = time.time() - t
     notes = [f"rr: reward {f.reward} failed on row {f.row}: {f.error}" for f in rollouts.failures[:5]]
-    group_std = rollouts.sampled.total_N.reshape(-1, self.rl.group_size).std(axis=1)
     # Equal rewards in every group leave group advantages at 0, but not a critic's (the value head still learns).
-    if not self.estimator.value_head and np.all(group_std == 0) and not self.warned_flat:
+    if not self.estimator.value_head and host["train/frac_reward_zero_std"] == 1.0 and not self.warned_flat:
       notes.append(f"rr: step {n + 1}: every group had equal rewards, so no learning signal (zero advantages); "
                    "this is normal early on and warned once")
       self.warned_flat = True
@@ -130,8 +129,7 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   tokenizer = inputs.tokenizer
   reward_fns, reward_weights = build_rewards(rl, tokenizer)
   combine = build_combination(rl, reward_fns, reward_weights)
-  policy_loss_config(rl)
-  estimator = ESTIMATORS.get(rl.advantage)
+  loss_cfg = policy_loss_config(rl)
   batch_size = rl.prompts_per_step * rl.group_size
   try:
     check_group_size(batch_size, rl.group_size)
@@ -151,15 +149,15 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   optimizer = make_optimizer(config.optim, total_steps * rl.epochs, model_cfg.param_dtype)
   schedule = learning_rate_schedule(config.optim, total_steps * rl.epochs)
   # ---------------------------------------------------------------- restore
-  parts_probe = Parts(model, shared_prompt=(rl.group_size, prompt_width), loss_cfg=policy_loss_config(rl))
-  try:
-    value_head = estimator(config, parts_probe).value_head
+  try:  # its config errors (and whether the state needs a value head) before anything is built
+    estimator = ESTIMATORS.get(rl.advantage)(config, Parts(model, shared_prompt=(rl.group_size, prompt_width),
+                                                           loss_cfg=loss_cfg))
   except ValueError as e:
     raise ConfigError(f"config.rl.advantage={rl.advantage!r}: {e}") from e
-  min_group = estimator(config, parts_probe).min_group_size
-  if rl.group_size < min_group:
+  value_head = estimator.value_head
+  if rl.group_size < estimator.min_group_size:
     raise ConfigError(f"config.rl.group_size={rl.group_size}: the {rl.advantage!r} advantages need at least "
-                      f"{min_group} completions per prompt (rl.advantage='ppo' needs 1)")
+                      f"{estimator.min_group_size} completions per prompt (rl.advantage='ppo' needs 1)")
   checkpoints, record, state, shardings, resumed = open_run(workdir, config, model_cfg, optimizer, mesh,
                                                            tokenizer.vocab_size, value_head=value_head)
   frozen, frozen_models, frozen_shardings = reference_policy(config, model, model_cfg, optimizer, mesh, record,

@@ -42,7 +42,6 @@ class Trainer:
   step: Callable[[dict, int], StepOutput]
   evaluate: Callable[[Any], dict]  # params -> "eval/..." metrics ({} without held-out examples)
   learning_rate: Callable[[int], float]  # the learning rate of the last update of loop step n (read at logs)
-  summarize: Callable[[list[dict], float], dict] | None = None  # (window rows, seconds) -> row; default: means
   data_state: Callable[[], dict] = dict  # JSON state saved with each checkpoint's record
   evaluate_first: bool = False  # evaluate the starting params as eval/accuracy_initial (RL from a checkpoint)
   curves: tuple = ("train/loss", "eval/accuracy", "eval/step_accuracy")
@@ -73,7 +72,6 @@ def run_loop(trainer: Trainer, state: dict, workdir: str, config, checkpoints, r
   writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
   step = 0 if resumed is None else resumed
   writer.resume(resumed)  # rows a crash logged past the checkpoint: set aside
-  summarize = trainer.summarize or mean_rows
   first_eval, last_train, last_eval, interrupted, failed = {}, {}, {}, False, False
   if resumed is None and trainer.evaluate_first:
     first_eval = trainer.evaluate(state["params"])
@@ -118,7 +116,7 @@ def run_loop(trainer: Trainer, state: dict, workdir: str, config, checkpoints, r
           interrupted = failed = True
           break
         if log and window:
-          last_train = {**summarize(window, time.time() - window_start), "train/lr": trainer.learning_rate(step)}
+          last_train = {**mean_rows(window, time.time() - window_start), "train/lr": trainer.learning_rate(step)}
           writer.write(step, last_train)
           bar.set_postfix({k.split("/")[-1]: f"{last_train[k]:.4g}" for k in ("train/reward", "train/loss")
                            if k in last_train})
@@ -142,7 +140,7 @@ def run_loop(trainer: Trainer, state: dict, workdir: str, config, checkpoints, r
     checkpoints.wait()
     raise
   if window and not failed:  # stopped between two logged steps
-    last_train = {**summarize(window, time.time() - window_start), "train/lr": trainer.learning_rate(step)}
+    last_train = {**mean_rows(window, time.time() - window_start), "train/lr": trainer.learning_rate(step)}
   # ---------------------------------------------------------------- final evaluation and reports
   save()
   checkpoints.close()
