@@ -28,6 +28,7 @@ DATA_SOURCES = ("task", "jsonl", "parquet", "tfds")
 DATA_FORMATS = ("rationale", "gsm8k", "math", "choice")
 MODEL_DTYPES = ("float32", "bfloat16")
 REMAT_POLICIES = ("none", "full", "dots")  # rr.models.decoder maps each to a jax.checkpoint policy
+PRIVILEGED_CONTEXTS = ("solution", "answer")  # what a privileged self-teacher reads (config.distill.teacher="self")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -57,6 +58,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.train_split = "train"  # TFDS split names
   c.data.test_split = "test"
   c.data.max_len = 64  # tokens of prompt + completion + eos; longer examples are an error, never truncated
+  # Teacher data (the "teach" trainer's data.jsonl, or its workdir): the train split's rationales and answers
+  # become those records' (a generated task keeps its questions' verifiers and step checkers). For SFT-side
+  # trainers; an RL stage reads the gold answers, so it sets this back to "".
+  c.data.rationales_path = ""
+  c.data.thought_dropout = 0.0  # TON: each SFT row's rationale is an empty <think></think> with this probability
 
   c.tokenizer = ml_collections.ConfigDict()
   c.tokenizer.kind = "char"  # "char" (built in) or "hf" (a local Hugging Face tokenizer directory)
@@ -106,6 +112,37 @@ def base_config() -> ml_collections.ConfigDict:
   c.distill.temperature = 1.0  # both distributions at logits / T
   c.distill.top_k = 0  # > 0: both distributions restricted to the teacher's top-k tokens, renormalised
   c.distill.weight = 1.0  # the term's weight next to the others (e.g. train.loss_terms=nll,kd)
+  # Top-k teacher logits cached on disk (needs top_k > 0): built from config.distill.teacher on first use, read
+  # back by later runs on the same data (every seed of an experiment); a cache of other data is an error.
+  c.distill.logit_cache = ""
+  c.distill.alpha = 0.5  # distilling step-by-step: alpha * CE(answer | "predict: " x) + (1 - alpha) * CE(rationale | "explain: " x)
+  # Trainer "gkd" (on-policy distillation): each step's batch is sampled from the student with probability
+  # on_policy (GKD's lambda; 0 = supervised KD on the fixed sequences), then scored token by token by the teacher.
+  c.distill.on_policy = 0.5
+  c.distill.max_new_tokens = 48  # gkd: completion tokens sampled from the student (and the width of fixed ones)
+  c.distill.sample_temperature = 1.0  # gkd: the student's sampling temperature
+  # teacher = "self": privileged self-distillation, the student itself (no gradient) reading this gold context
+  # before the question: "solution" (rationale and answer) or "answer"
+  c.distill.privileged_context = "solution"
+
+  c.teach = ml_collections.ConfigDict()  # trainer "teach": sample teacher rationales into a dataset (docs/methods.md)
+  c.teach.teacher = ""  # an rr workdir or Hugging Face directory; "" = config.init_checkpoint (ReST-EM rounds)
+  c.teach.teacher_dtype = "float32"
+  c.teach.samples = 4  # k rationales per question
+  c.teach.temperature = 1.0
+  c.teach.top_k = 0
+  c.teach.top_p = 1.0
+  c.teach.max_new_tokens = 64
+  c.teach.questions_per_chunk = 64  # questions sampled together and saved as one chunk (the unit of resume)
+  # Which records are kept, in order: correct (the task's verifier), consistent (the answer agrees with the
+  # majority of the question's k samples), length (teach.min_tokens..max_tokens), dedup (one copy of each
+  # rationale and answer per question). Unfinished (no eos) and unparsed completions are never kept.
+  c.teach.filters = "correct,dedup"
+  c.teach.min_tokens = 0  # length filter: completion tokens, eos included; 0 = no bound
+  c.teach.max_tokens = 0
+  c.teach.max_per_question = 0  # keep at most this many records per question; 0 = all that pass
+  c.teach.rationalise = False  # STaR: a question with no kept sample is sampled again with its answer as a hint
+  c.teach.tfds_name = ""  # also write the records as a TFDS dataset of this name into WORKDIR/tfds
 
   c.rl = ml_collections.ConfigDict()  # trainer "grpo": the GRPO family (docs/methods.md)
   c.rl.prompts_per_step = 8
@@ -237,6 +274,16 @@ def validate(config: ml_collections.ConfigDict, source: str = "config") -> None:
   _check_choice(config, "model.dtype", MODEL_DTYPES)
   _check_choice(config, "model.param_dtype", MODEL_DTYPES)
   _check_choice(config, "model.remat", REMAT_POLICIES)
+  _check_choice(config, "distill.privileged_context", PRIVILEGED_CONTEXTS)
+  for key, low, high in (("data.thought_dropout", 0.0, 1.0), ("distill.alpha", 0.0, 1.0),
+                         ("distill.on_policy", 0.0, 1.0)):
+    group, name = key.split(".")
+    if not low <= config[group][name] <= high:
+      raise ConfigError(f"config.{key}={config[group][name]} must be in [{low}, {high}]")
+  for key in ("teach.samples", "teach.max_new_tokens", "teach.questions_per_chunk", "distill.max_new_tokens"):
+    group, name = key.split(".")
+    if config[group][name] <= 0:
+      raise ConfigError(f"config.{key}={config[group][name]} must be positive")
   for key in ("train.steps", "train.batch_size", "train.log_every", "data.max_len", "eval.batch_size",
               "eval.max_new_tokens", "data.train_size", "data.test_size"):
     group, name = key.split(".")

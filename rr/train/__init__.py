@@ -1,7 +1,7 @@
 """Training: one loop (rr.train.loop) driven by the trainer that `config.trainer` names.
 
 `rr.train.run(config, workdir)` is the Python entry the command line and notebooks share. Trainers live in a
-registry (rr.registry): the built-ins "sft", "grpo" and "stages" register themselves when their modules load,
+registry (rr.registry): the built-ins "sft", "grpo", "stages", "teach" and "gkd" register themselves when their modules load,
 and a user's module registers its own the same way:
 
   @rr.train.TRAINERS.register("my_trainer")
@@ -15,7 +15,7 @@ import importlib
 from rr.registry import Registry
 
 TRAINERS = Registry("trainer", "config.trainer")
-_BUILT_IN = ("sft", "grpo", "stages")  # modules under rr.train that register the trainer of the same name
+_BUILT_IN = ("sft", "grpo", "stages", "teach", "gkd")  # modules under rr.train that register the trainer of the same name
 
 
 def trainer(name: str, where: str = "config.trainer"):

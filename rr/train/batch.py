@@ -41,6 +41,12 @@ class TrainBatch:
   returns: Array = None  # [B, T] PPO value targets
   old_values: Array = None  # [B, T] PPO values at sampling time
   value_mask: Array = None  # [B, T] PPO: tokens of rows whose reward is valid
+  # Distillation (docs/methods.md, "Distillation"), filled on the host by the trainers that use them:
+  rationale_mask: Array = None  # [B, T] distilling step-by-step: the demo tokens of rows of the rationale task
+  teacher_topk_ids: Array = None  # [B, T, k] int32 cached top-k teacher token ids at each position
+  teacher_topk_logits: Array = None  # [B, T, k] float32 their teacher logits
+  privileged_tokens: Array = None  # [B, T'] the self-teacher's rows: gold context + prompt, then the same
+  privileged_positions: Array = None  # [B, T'] completion from column T' - completion_width on (see Parts)
 
 
 def put_batch(batch: TrainBatch, mesh: jax.sharding.Mesh) -> TrainBatch:

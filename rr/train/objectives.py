@@ -57,6 +57,7 @@ class Parts:
   loss_cfg: PolicyLossConfig = PolicyLossConfig()
   value_cfg: Any = None  # rr.train.ppo.ValueConfig when the state has a value head
   vocab_size: int | None = None  # the tokenizer's ids: embedding rows past them (padded tables) are never targets
+  completion_width: int | None = None  # C of a rollout-layout batch: completions fill its last C columns
 
 
 class Forward:
