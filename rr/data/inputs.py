@@ -3,6 +3,7 @@
 config.data.source: "task" generates examples (rr.tasks); "jsonl" / "parquet" read config.data.train_path and
 test_path laid out as config.data.format (rr.data.benchmarks); "tfds" reads splits config.data.train_split and
 test_split of a dataset that python -m rr.data.prepare wrote (rr.data.tfds_source), without TensorFlow.
+config.data.rationales_path then swaps the train split for a teacher's records (rr.data.teacher_data).
 
 Everything here runs before the first step, so a missing file or an empty data set stops the run with one
 message before any compile or checkpoint happens.
@@ -15,6 +16,7 @@ import dataclasses
 from rr import tasks
 from rr.config import ConfigError
 from rr.data import DataError, load_examples
+from rr.data.teacher_data import with_teacher_rationales
 from rr.data.tokenizers import tokenizer_from_config
 
 
@@ -32,8 +34,9 @@ def load_inputs(config) -> RunInputs:
     if data.task not in tasks.TASKS:
       raise ConfigError(f"config.data.task={data.task!r} is not a task; choose one of {sorted(tasks.TASKS)}")
     task = tasks.get_task(data.task)
-    train = tasks.make_split(task, "train", data.train_size, data.difficulty, config.seed)
-    test = tasks.make_split(task, "test", data.test_size, data.difficulty, config.seed + 1)
+    seed = data.seed if data.seed >= 0 else config.seed
+    train = tasks.make_split(task, "train", data.train_size, data.difficulty, seed)
+    test = tasks.make_split(task, "test", data.test_size, data.difficulty, seed + 1)
   elif data.source == "tfds":
     from rr.data.tfds_source import read_split  # imports tensorflow_datasets: only for TFDS data
 
@@ -46,4 +49,6 @@ def load_inputs(config) -> RunInputs:
     raise ConfigError(f"config.data.source={data.source!r} is not one of task, jsonl, parquet, tfds")
   if not train:
     raise DataError("the training set is empty; check config.data")
+  if data.rationales_path:
+    train = with_teacher_rationales(train, data.rationales_path)
   return RunInputs(tokenizer=tokenizer, train=train, test=test)

@@ -5,7 +5,10 @@ distil -> reinforce, or ReST-EM rounds are configs, not code.
 the job's config (rr.config.stage_config applies them). Stage <name> runs in WORKDIR/<name>/ with its own reports
 and config.json (what `rr.eval --checkpoint WORKDIR/<name>` reads); each stage after the first starts from the
 one before (init_checkpoint = that stage's directory) unless its overrides set init_checkpoint ("" = fresh).
-Every stage's trainer and reward settings are checked before the first stage trains.
+Any string value "stage:<name>" in a stage's config (init_checkpoint="stage:base", data.rationales_path=
+"stage:sample_1") is the directory of the earlier stage <name>: ReST-EM fine-tunes each round from the base
+stage on the round's teacher data. Every stage's trainer, reward and teach settings and its "stage:" references
+are checked before the first stage trains.
 
 Rerunning the command resumes. A stage whose summary.json says finished, and whose newest config.json is its
 config now, is not run again: its summary is read back (a changed stage, e.g. more train.steps, runs and its
@@ -20,14 +23,15 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Callable
+from typing import Callable, Sequence
 
 import jax
 import ml_collections
 
 from rr import train
 from rr.config import ConfigError, same_run_config, save_run_config, stage_config, stage_names
-from rr.train import TRAINERS, grpo
+from rr.data.teacher_data import STAGE_PREFIX
+from rr.train import TRAINERS, grpo, teach
 from rr.train.metrics import MetricWriter
 
 
@@ -38,8 +42,27 @@ def stage_configs(config, workdir: str) -> list[tuple[str, ml_collections.Config
     stage = stage_config(config, name)
     if out and "init_checkpoint" not in config.stage[name]:
       stage.init_checkpoint = os.path.join(workdir, out[-1][0])
+    _resolve_references(stage, [n for n, _ in out], workdir)
     out.append((name, stage))
   return out
+
+
+def _resolve_references(group: ml_collections.ConfigDict, earlier: list[str], workdir: str) -> None:
+  """Replaces each "stage:<name>" value of an earlier stage by its directory; others stay for check_stage."""
+  for key, value in group.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      _resolve_references(value, earlier, workdir)
+    elif isinstance(value, str) and value.startswith(STAGE_PREFIX) and value[len(STAGE_PREFIX):] in earlier:
+      group[key] = os.path.join(workdir, value[len(STAGE_PREFIX):])
+
+
+def _references(group: ml_collections.ConfigDict, prefix: str = ""):
+  """(dotted key, value) of every "stage:" string value left in `group`."""
+  for key, value in group.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      yield from _references(value, f"{prefix}{key}.")
+    elif isinstance(value, str) and value.startswith(STAGE_PREFIX):
+      yield f"{prefix}{key}", value
 
 
 @TRAINERS.register("stages")
@@ -48,8 +71,9 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   stages = stage_configs(config, workdir)
   if not stages:
     raise ConfigError("config.trainer='stages' needs config.stages: the stage names in order (e.g. 'sft,grpo')")
+  names = [name for name, _ in stages]
   for name, stage in stages:  # a bad trainer name or reward setting stops the job here, not minutes into it
-    check_stage(name, stage)
+    check_stage(name, stage, names)
   if jax.process_index() == 0:  # the job's config; each stage's trainer writes its own into its directory
     save_run_config(config, workdir)
   summary, results = {}, []
@@ -76,14 +100,26 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   return summary
 
 
-def check_stage(name: str, stage) -> None:
-  """The checks of a stage's config that need rr.train: its trainer is registered, its reward settings hold."""
+def check_stage(name: str, stage, names: Sequence[str] = ()) -> None:
+  """The checks of a stage's config that need rr.train: its trainer is registered, its reward and teach settings
+  hold, and every "stage:<name>" it holds (after stage_configs resolved those of earlier stages) is one of
+  `names`, the job's stages in order, that runs before it."""
+  for key, value in _references(stage):
+    target = value[len(STAGE_PREFIX):]
+    if target not in names:
+      raise ConfigError(f"config.stage.{name}: {key}={value!r} names no stage of this job (stages: "
+                        f"{', '.join(names)}); name one that runs before {name!r}")
+    where = "is this stage" if target == name else f"runs after {name!r}"
+    raise ConfigError(f"config.stage.{name}: {key}={value!r} names stage {target!r}, which {where}; a stage reads "
+                      "only the directories of the stages before it")
   train.trainer(stage.trainer, where=f"config.stage.{name}.trainer")
-  if stage.trainer == "grpo":
-    try:
+  try:
+    if stage.trainer == "grpo":
       grpo.reward_config(stage.rl)
-    except ConfigError as e:
-      raise ConfigError(f"config.stage.{name}: {e}") from e
+    elif stage.trainer == "teach":
+      teach.check_config(stage)
+  except ConfigError as e:
+    raise ConfigError(f"config.stage.{name}: {e}") from e
 
 
 def finished_summary(stage, stage_dir: str) -> dict | None:
