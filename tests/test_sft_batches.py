@@ -111,3 +111,76 @@ def test_loss_mask_targets_are_exactly_the_completion_ids_then_eos():
       want = tok.encode(format_completion(data[i])) + [tok.eos_id]
       np.testing.assert_array_equal(targets, want)
       assert tok.pad_id not in targets.tolist() and mask.sum() == len(want) and mask[-1] == 0
+
+
+def _targets(batch, row):
+  return batch["tokens"][row, 1:][batch["loss_mask"][row, :-1] == 1].tolist()
+
+
+def test_thought_dropout_replaces_a_share_p_of_rationales_by_an_empty_think_block_the_same_on_every_run():
+  data, tok = examples(), CharTokenizer()
+  p, batch_size, steps = 0.3, 8, 60
+  dropping = SFTBatches(data, tok, batch_size=batch_size, max_len=48, seed=5, thought_dropout=p)
+  again = SFTBatches(data, tok, batch_size=batch_size, max_len=48, seed=5, thought_dropout=p)
+  plain = SFTBatches(data, tok, batch_size=batch_size, max_len=48, seed=5)  # the same examples in each step
+  asked_backwards = {step: again.batch(step) for step in reversed(range(steps))}  # as a resumed run would ask
+  dropped_rows = 0
+  for step in range(steps):
+    batch = dropping.batch(step)
+    for key in batch:
+      np.testing.assert_array_equal(batch[key], asked_backwards[step][key])
+    np.testing.assert_array_equal(dropping.example_indices(step), plain.example_indices(step))
+    dropped = dropping.thought_dropped(step)
+    assert dropped.shape == (batch_size,)
+    for row, i in enumerate(dropping.example_indices(step)):
+      empty_think = tok.encode("<think></think>" + data[i].answer) + [tok.eos_id]
+      full = tok.encode(format_completion(data[i])) + [tok.eos_id]
+      assert _targets(batch, row) == (empty_think if dropped[row] else full)
+      assert tok.decode(batch["tokens"][row]).startswith(data[i].question + "\n<think>")  # the same prompt
+    dropped_rows += int(dropped.sum())
+  share = dropped_rows / (steps * batch_size)  # 480 draws: 3 standard deviations are 0.063
+  assert abs(share - p) < 0.07
+  other_seed = SFTBatches(data, tok, batch_size=batch_size, max_len=48, seed=6, thought_dropout=p)
+  assert any(not np.array_equal(dropping.thought_dropped(s), other_seed.thought_dropped(s)) for s in range(5))
+
+
+def test_thought_dropout_zero_is_exactly_the_plain_batches_and_one_drops_every_rationale():
+  data, tok = examples(), CharTokenizer()
+  plain = SFTBatches(data, tok, batch_size=4, max_len=48, seed=2)
+  zero = SFTBatches(data, tok, batch_size=4, max_len=48, seed=2, thought_dropout=0.0)
+  every = SFTBatches(data, tok, batch_size=4, max_len=48, seed=2, thought_dropout=1.0)
+  for step in range(6):
+    a, b = plain.batch(step), zero.batch(step)
+    assert set(a) == set(b) == {"tokens", "positions", "loss_mask"}
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key])
+    for row, i in enumerate(every.example_indices(step)):
+      assert _targets(every.batch(step), row) == tok.encode("<think></think>" + data[i].answer) + [tok.eos_id]
+  with pytest.raises(DataError, match="thought_dropout"):
+    SFTBatches(data, tok, batch_size=4, max_len=48, seed=2, thought_dropout=1.5)
+
+
+def test_step_by_step_lays_out_a_predict_row_and_an_explain_row_per_example():
+  data, tok = examples(), CharTokenizer()
+  batches = SFTBatches(data, tok, batch_size=6, max_len=64, seed=1, step_by_step=True)
+  assert batches.examples_per_batch == 3 and batches.steps_per_epoch == len(data) / 3
+  seen = []
+  for step in range(2 * len(data) // 3):
+    batch = batches.batch(step)
+    assert batch["rationale_mask"].shape == (6, 64) and batch["rationale_mask"].dtype == np.float32
+    indices = batches.example_indices(step)
+    seen += indices.tolist()
+    for j, i in enumerate(indices):
+      predict, explain = 2 * j, 2 * j + 1
+      first = lambda row: int(np.argmax(batch["loss_mask"][row]))
+      assert tok.decode(batch["tokens"][predict, :first(predict) + 1]) == "predict: " + data[i].question + "\n"
+      assert tok.decode(batch["tokens"][explain, :first(explain) + 1]) == "explain: " + data[i].question + "\n"
+      assert _targets(batch, predict) == tok.encode(data[i].answer) + [tok.eos_id]
+      assert _targets(batch, explain) == tok.encode("<think>" + data[i].rationale + "</think>") + [tok.eos_id]
+      np.testing.assert_array_equal(batch["rationale_mask"][predict], 0.0)
+      np.testing.assert_array_equal(batch["rationale_mask"][explain], batch["loss_mask"][explain])
+  assert sorted(seen[:len(data)]) == list(range(len(data)))  # an epoch is every example once, as two rows each
+  # The explain rows are the longer ones: "explain: " counts against max_len.
+  longest = max(len("explain: ") + len(e.question) + 1 + 1 + len(e.rationale) + 1 + 1 for e in data)
+  with pytest.raises(DataError, match=f"{longest} tokens"):
+    SFTBatches(data, tok, batch_size=6, max_len=longest - 1, seed=1, step_by_step=True)

@@ -9,41 +9,72 @@ Each row is  [prompt tokens][completion tokens][eos][pad ...]  with
 L = max_len for every batch, so shapes never change and the step compiles once.
 
 batch(step) is a pure function of (seed, step): the example stream is epoch after epoch of a permutation
-seeded by (seed, epoch), and step s takes stream items [s*B, (s+1)*B), so resuming at any step is exact and
-every epoch visits each example once.
+seeded by (seed, epoch), and step s takes stream items [s*E, (s+1)*E) (E examples per batch), so resuming at
+any step is exact and every epoch visits each example once.
+
+Two variants of the rows (docs/methods.md):
+  thought_dropout = p   (TON) each row's completion is, with probability p, "<think></think>" + answer: the
+                        rationale dropped. The draw of row r of step s is a pure function of (seed, s, r).
+  step_by_step          (distilling step-by-step) two rows per example, so E = B / 2: row 2j is the predict task
+                        ("predict: " + question -> answer), row 2j+1 the explain task ("explain: " + question ->
+                        "<think>" + rationale + "</think>"); `rationale_mask` [B, L] marks the explain rows'
+                        targets (the loss_mask covers both).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import dataclasses
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
 from rr.data.errors import DataError
 from rr.data.prompts import format_completion, format_prompt
+from rr.data.tokenizers import THINK_CLOSE, THINK_OPEN
 from rr.tasks import Example
+
+PREDICT_PREFIX = "predict: "  # distilling step-by-step: the task prefix of the answer rows (and of evaluation)
+EXPLAIN_PREFIX = "explain: "  # ... and of the rationale rows
+# Seeds the dropout draws, [seed, 2, step], apart from the permutations' [seed, epoch] and gkd's [seed, 1, step].
+_THOUGHT_DROPOUT_STREAM = 2
+
+
+class _Row(NamedTuple):
+  prompt: list[int]
+  completion: list[int]  # eos included
+  rationale_task: bool = False  # an explain row of distilling step-by-step
 
 
 class SFTBatches:
 
-  def __init__(self, examples: Sequence[Example], tokenizer, batch_size: int, max_len: int, seed: int):
+  def __init__(self, examples: Sequence[Example], tokenizer, batch_size: int, max_len: int, seed: int,
+               thought_dropout: float = 0.0, step_by_step: bool = False):
     if not examples:
       raise DataError("SFTBatches got no examples; check config.data.train_size or the JSONL file")
     if batch_size <= 0 or max_len <= 1:
       raise DataError(f"SFTBatches needs batch_size > 0 and max_len > 1, got {batch_size} and {max_len}")
+    if not 0.0 <= thought_dropout <= 1.0:
+      raise DataError(f"thought_dropout={thought_dropout} must be a probability in [0, 1]")
+    if step_by_step and (batch_size % 2 or thought_dropout):
+      raise ValueError("step_by_step lays each example out as two rows (an even batch_size) and trains the "
+                       "rationale as its own task, so it takes no thought_dropout")
     self.examples = list(examples)
     self.tokenizer = tokenizer
     self.batch_size = batch_size
     self.max_len = max_len
     self.seed = seed
+    self.thought_dropout = thought_dropout
+    self.step_by_step = step_by_step
+    self.rows_per_example = 2 if step_by_step else 1
     self._permutations: dict[int, np.ndarray] = {}
-    self._prompts, self._completions = [], []
-    for example in self.examples:
-      self._prompts.append(tokenizer.encode(format_prompt(example.question, tokenizer)))
-      self._completions.append(tokenizer.encode(format_completion(example)) + [tokenizer.eos_id])
-    if any(not prompt for prompt in self._prompts):
+    self._rows = [self._encode(example) for example in self.examples]
+    # TON's row without its thought: the same prompt, completion "<think></think>" + answer + eos.
+    self._no_thought = [_Row(rows[0].prompt, self._completion(dataclasses.replace(example, rationale="")))
+                        for rows, example in zip(self._rows, self.examples)] if thought_dropout else []
+    if any(not row.prompt for rows in self._rows for row in rows):
       raise DataError("a prompt encoded to no tokens; the tokenizer must give format_prompt(question) an id")
-    lengths = [len(p) + len(c) for p, c in zip(self._prompts, self._completions)]
+    lengths = [max(len(row.prompt) + len(row.completion) for row in rows + self._no_thought[i:i + 1])
+               for i, rows in enumerate(self._rows)]
     longest = int(np.argmax(lengths))
     self.max_example_len = lengths[longest]
     if self.max_example_len > max_len:
@@ -52,13 +83,29 @@ class SFTBatches:
           f"tokens with prompt, completion and eos, longer than max_len={max_len}; raise config.data.max_len "
           f"to at least {self.max_example_len} (examples are never truncated)")
 
+  def _completion(self, example: Example) -> list[int]:
+    return self.tokenizer.encode(format_completion(example)) + [self.tokenizer.eos_id]
+
+  def _encode(self, example: Example) -> list[_Row]:
+    prompt = lambda question: self.tokenizer.encode(format_prompt(question, self.tokenizer))
+    if not self.step_by_step:
+      return [_Row(prompt(example.question), self._completion(example))]
+    eos = [self.tokenizer.eos_id]
+    explain = self.tokenizer.encode(THINK_OPEN + example.rationale + THINK_CLOSE) + eos
+    return [_Row(prompt(PREDICT_PREFIX + example.question), self.tokenizer.encode(example.answer) + eos),
+            _Row(prompt(EXPLAIN_PREFIX + example.question), explain, rationale_task=True)]
+
   @property
   def num_examples(self) -> int:
     return len(self.examples)
 
   @property
+  def examples_per_batch(self) -> int:
+    return self.batch_size // self.rows_per_example
+
+  @property
   def steps_per_epoch(self) -> float:
-    return self.num_examples / self.batch_size
+    return self.num_examples / self.examples_per_batch
 
   def _permutation(self, epoch: int) -> np.ndarray:
     if epoch not in self._permutations:
@@ -68,23 +115,45 @@ class SFTBatches:
     return self._permutations[epoch]
 
   def example_indices(self, step: int) -> np.ndarray:
-    """Indices into `examples` of the rows of batch `step`."""
+    """Indices into `examples` of batch `step`, in row order (each gives rows_per_example rows)."""
     if step < 0:
       raise ValueError(f"step must be >= 0, got {step}")
-    stream = np.arange(step * self.batch_size, (step + 1) * self.batch_size)
+    stream = np.arange(step * self.examples_per_batch, (step + 1) * self.examples_per_batch)
     epochs, offsets = np.divmod(stream, self.num_examples)
     return np.array([self._permutation(int(e))[o] for e, o in zip(epochs, offsets)], dtype=np.int64)
 
+  def thought_dropped(self, step: int) -> np.ndarray:
+    """[B] bool: which rows of batch `step` have their rationale replaced by an empty think block."""
+    if not self.thought_dropout:
+      return np.zeros((self.batch_size,), bool)
+    draws = np.random.default_rng([self.seed, _THOUGHT_DROPOUT_STREAM, step]).random(self.batch_size)
+    return draws < self.thought_dropout
+
+  def rows(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
+    """The rows of examples `indices`, laid out as a batch, without thought dropout (what a cache of teacher
+    outputs on the training rows reads)."""
+    return self._layout([row for i in indices for row in self._rows[i]])
+
   def batch(self, step: int) -> dict[str, np.ndarray]:
-    B, L = self.batch_size, self.max_len
+    indices = self.example_indices(step)
+    rows = [row for i in indices for row in self._rows[i]]
+    for r in np.flatnonzero(self.thought_dropped(step)):
+      rows[r] = self._no_thought[indices[r]]
+    return self._layout(rows)
+
+  def _layout(self, rows: list[_Row]) -> dict[str, np.ndarray]:
+    B, L = len(rows), self.max_len
     tokens_BxL = np.full((B, L), self.tokenizer.pad_id, dtype=np.int32)
     positions_BxL = np.full((B, L), -1, dtype=np.int32)
     loss_mask_BxL = np.zeros((B, L), dtype=np.float32)
-    for row, i in enumerate(self.example_indices(step)):
-      prompt, completion = self._prompts[i], self._completions[i]
-      n = len(prompt) + len(completion)
-      tokens_BxL[row, :n] = prompt + completion
-      positions_BxL[row, :n] = np.arange(n)
+    for r, row in enumerate(rows):
+      n = len(row.prompt) + len(row.completion)
+      tokens_BxL[r, :n] = row.prompt + row.completion
+      positions_BxL[r, :n] = np.arange(n)
       # Targets tokens[t+1] for t in [len(prompt)-1, n-2] are the completion tokens (eos included).
-      loss_mask_BxL[row, len(prompt) - 1:n - 1] = 1.0
-    return {"tokens": tokens_BxL, "positions": positions_BxL, "loss_mask": loss_mask_BxL}
+      loss_mask_BxL[r, len(row.prompt) - 1:n - 1] = 1.0
+    out = {"tokens": tokens_BxL, "positions": positions_BxL, "loss_mask": loss_mask_BxL}
+    if self.step_by_step:
+      rationale_task = np.array([row.rationale_task for row in rows], np.float32)
+      out["rationale_mask"] = loss_mask_BxL * rationale_task[:, None]
+    return out
