@@ -1,6 +1,7 @@
 """The rollout collector: sample groups of completions, decode and score them, filter groups (the dynamic-
 sampling rounds), and lay the chosen ones out as a host TrainBatch. It never updates the model: the trainer
-(rr.train.grpo) hands its batch to the device-side prepare and update steps.
+(rr.train.grpo) hands its batch to the device-side prepare and update steps. With `privileged` (the objective has
+"privileged_kd") the batch also holds the self-teacher's rows of the chosen completions (rr.train.privileged).
 
 Prompts come from the prompt source and sampling keys are pure functions of (seed, step, round), so a resumed run
 draws the same rollouts.
@@ -21,6 +22,7 @@ from rr.rewards.base import RewardFailure
 from rr.sampler import Sampler, Sampling
 from rr.train.batch import TrainBatch, rollout_batch
 from rr.train.groups import Collected, Groups, collect_groups
+from rr.train.privileged import PrivilegedRows
 
 
 @dataclasses.dataclass
@@ -45,8 +47,9 @@ class RolloutCollector:
 
   def __init__(self, rl, sampler: Sampler, tokenizer, prompts: Sequence[Sequence[int]], examples: Sequence,
                source, reward_fns: Sequence, combine: Combination, keep: Callable[[Groups], np.ndarray],
-               width: int, seed: int, max_rounds: int):
+               width: int, seed: int, max_rounds: int, privileged: PrivilegedRows | None = None):
     self.rl, self.sampler, self.tokenizer, self.width, self.seed = rl, sampler, tokenizer, width, seed
+    self.privileged = privileged
     self.prompts, self.examples, self.source = list(prompts), list(examples), source
     self.reward_fns, self.combine, self.keep, self.max_rounds = list(reward_fns), combine, keep, max_rounds
     names = [reward_name(f) for f in self.reward_fns]
@@ -94,5 +97,7 @@ class RolloutCollector:
                           self.tokenizer.eos_id, self.tokenizer.pad_id, self.width)
     batch = batch.replace(rewards=np.asarray(chosen.total_N, np.float32),
                           valid=np.asarray(chosen.valid_N, np.float32))
+    if self.privileged is not None:
+      batch = self.privileged.add_to(batch, chosen.examples, chosen.tokens, chosen.lengths)
     return Rollouts(batch, chosen, collected.sampled, collected.rounds, collected.kept, failures, sampling[0],
                     time.time() - t0 - sampling[0])
