@@ -49,6 +49,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.format = "rationale"  # record layout of file/TFDS data: rationale | gsm8k | math | choice (see rr.data)
   c.data.task = "addition"  # rr.tasks name, when source == "task"
   c.data.difficulty = 3
+  # Which questions a generated task's splits hold: -1 = config.seed. Fix it to vary only the init and batch
+  # order over seeds, e.g. to train every seed on one teacher's data (data.rationales_path).
+  c.data.seed = -1
   c.data.train_size = 20_000  # generated teacher rationales in the train split
   c.data.test_size = 500
   c.data.train_path = ""  # JSONL / Parquet paths, when source is "jsonl" or "parquet"

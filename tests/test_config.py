@@ -13,7 +13,8 @@ from rr.main import parse_command_line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_ARGS = {"sft_jsonl.py": "train=/nonexistent/train.jsonl,test=/nonexistent/test.jsonl",
-               "hf_sft.py": "model=/nonexistent/model", "hf_grpo.py": "model=/nonexistent/model"}
+               "hf_sft.py": "model=/nonexistent/model", "hf_grpo.py": "model=/nonexistent/model",
+               "teach.py": "teacher=/nonexistent/teacher", "gkd.py": "teacher=/nonexistent/teacher"}
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "configs", "*.py"))))

@@ -149,6 +149,7 @@ def prepare(checkpoint: str, config, *, out: str | None, ks: Sequence[int], samp
     # smaller one); the train split is not needed here, so only one example of it is generated.
     config.data.test_size = max(config.data.test_size, want)
     config.data.train_size = 1
+  config.data.rationales_path = ""  # teacher records replace train examples only
   inputs = load_inputs(config)
   if not inputs.test:
     raise EvalError("the config has no test split to evaluate on; set config.data.test_path (a JSONL or Parquet "

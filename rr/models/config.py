@@ -94,6 +94,7 @@ class ModelConfig:
 # real Qwen2/Qwen3 checkpoints' shapes, for loading Hugging Face weights.
 PRESETS: dict[str, dict] = {
     "nano": dict(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2),
+    "micro": dict(hidden_size=64, intermediate_size=176, num_layers=2, num_heads=4, num_kv_heads=2),
     "tiny": dict(hidden_size=128, intermediate_size=352, num_layers=4, num_heads=4, num_kv_heads=2),
     "small": dict(hidden_size=384, intermediate_size=1024, num_layers=6, num_heads=6, num_kv_heads=2),
     "qwen2-tiny": dict(hidden_size=256, intermediate_size=704, num_layers=4, num_heads=4,

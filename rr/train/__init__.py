@@ -20,8 +20,8 @@ _BUILT_IN = ("sft", "grpo", "stages", "teach", "gkd")  # modules under rr.train 
 
 def trainer(name: str, where: str = "config.trainer"):
   """The trainer registered as `name` (a built-in's module is imported first); RegistryError naming `where`."""
-  if name in _BUILT_IN:
-    importlib.import_module(f"rr.train.{name}")
+  for module in (name,) if name in _BUILT_IN else _BUILT_IN:  # an unknown name: every built-in, for "did you mean"
+    importlib.import_module(f"rr.train.{module}")
   return TRAINERS.get(name, where=where)
 
 

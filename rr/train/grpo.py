@@ -5,6 +5,8 @@ prompt source); the jitted prepare step turns rewards into advantages on the dev
 estimator `rl.advantage` names, with the KL penalty of rl.kl_mode="reward" and the old log-probs of mu > 1);
 then `rl.epochs` updates of the objective (rr.train.objectives: policy, plus kl / entropy / value as the config
 asks). PPO is the "ppo" estimator (a value head and GAE) plus the "value" term; nothing here branches on it.
+`train.loss_terms=policy,privileged_kd` adds privileged self-distillation (rr.train.privileged): the collector
+lays out the self-teacher's rows of the chosen completions.
 Phases as every trainer: inputs, mesh, model and optimiser, restore (or start from `config.init_checkpoint`),
 then rr.train.loop.
 """
@@ -26,6 +28,7 @@ from rr.models import Decoder
 from rr.rewards import Combination, GroupSizeError, check_group_size, reward_metrics
 from rr.sampler import Sampler
 from rr.train import TRAINERS, ppo  # ppo registers the "ppo" advantage estimator
+from rr.train import privileged  # registers the "privileged_kd" objective term
 from rr.train.advantages import ESTIMATORS, make_prepare
 from rr.train.batch import put_batch
 from rr.train.collector import RolloutCollector, Rollouts
@@ -37,6 +40,7 @@ from rr.train.optimizer import learning_rate_schedule, make_optimizer
 from rr.train.rl_config import (build_combination, build_rewards, check_group_filters, policy_loss_config,
                                 reward_config)
 from rr.train.setup import build_mesh, build_model_config
+from rr.train.sft import teacher_model
 from rr.train.sources import make_prompt_source
 from rr.train.state import open_run, starting_state
 from rr.train.step import make_train_step
@@ -62,18 +66,21 @@ class GRPOStep:
     make_estimator = ESTIMATORS.get(rl.advantage)
     loss_cfg = policy_loss_config(rl)
     parts = Parts(model, frozen_models or {}, temperature=rl.temperature,
-                  shared_prompt=(rl.group_size, width - rl.max_new_tokens), loss_cfg=loss_cfg)
+                  shared_prompt=(rl.group_size, width - rl.max_new_tokens), loss_cfg=loss_cfg,
+                  vocab_size=tokenizer.vocab_size, completion_width=rl.max_new_tokens)
     estimator = make_estimator(config, parts)
     self.estimator = estimator
     if estimator.value_head:
       parts = Parts(**{**parts.__dict__, "value_cfg": ppo.value_config(rl)})
+    self.terms = term_names(config, "grpo", value_head=estimator.value_head)
+    self_teacher = (privileged.PrivilegedRows(tokenizer, examples, config.distill.privileged_context,
+                                              rl.max_new_tokens) if "privileged_kd" in self.terms else None)
     self.sampler = Sampler(model.cfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, mesh=mesh)
     self.source = make_prompt_source(config, examples)
     filtering = bool(filter_names(rl))
     self.collector = RolloutCollector(rl, self.sampler, tokenizer, prompts, examples, self.source, reward_fns,
                                       combine, make_keep(rl), width, config.seed,
-                                      rl.max_sampling_rounds if filtering else 1)
-    self.terms = term_names(config, "grpo", value_head=estimator.value_head)
+                                      rl.max_sampling_rounds if filtering else 1, self_teacher)
     self.prepare = make_prepare(config, parts, estimator, shardings, mesh, frozen_shardings)
     self.update = make_train_step(make_objective(config, parts, self.terms), optimizer, shardings, mesh,
                                   frozen_shardings, seed=config.seed)
@@ -124,6 +131,10 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   start = time.time()
   rl = config.rl
   reward_config(rl)  # bad reward settings fail here, before any data is loaded
+  if config.data.rationales_path:
+    raise ConfigError(f"config.data.rationales_path={config.data.rationales_path!r}: GRPO pays rewards against the "
+                      "gold answers, and teacher data replaces them with the teacher's; set it to '' for a GRPO stage "
+                      "(e.g. config.stage.<name>.data.rationales_path='')")
   # ---------------------------------------------------------------- inputs
   inputs = load_inputs(config)
   tokenizer = inputs.tokenizer
@@ -162,6 +173,9 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
                                                            tokenizer.vocab_size, value_head=value_head)
   frozen, frozen_models, frozen_shardings = reference_policy(config, model, model_cfg, optimizer, mesh, record,
                                                              shardings, tokenizer.vocab_size)
+  for kind, teacher in zip((frozen, frozen_models, frozen_shardings),  # the kd term's teacher, scoring rollouts
+                           teacher_model(config, term_names(config, "grpo", value_head), mesh, tokenizer.vocab_size)):
+    kind.update(teacher)
   if jax.process_index() == 0:
     save_run_config(config, workdir)
   # ---------------------------------------------------------------- loop

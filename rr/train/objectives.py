@@ -22,7 +22,9 @@ whatever the step returns). The built-ins:
   kl       beta * KL(pi || pi_ref) to the frozen reference (rl.kl_beta, rl.kl_mode, rl.kl_estimator)
   entropy  - rl.entropy_coef * token entropy
   value    rl.vf_coef * the clipped value loss of a value head (PPO)
-  kd       distill.weight * a divergence to the frozen "teacher"'s next-token distribution (logit KD)
+  kd       distill.weight * a divergence to the frozen "teacher"'s next-token distribution (logit KD), or to the
+           cached top-k teacher logits the batch carries (distill.logit_cache)
+  step_by_step  distill.alpha * answer NLL + (1 - alpha) * rationale NLL, two tasks (distilling step-by-step)
 The policy-side terms share one token mask (the sampled tokens, minus truncated rows with rl.mask_truncated)
 and one aggregation (rl.aggregation), so their sum equals one aggregated sum of per-token losses.
 """
@@ -31,18 +33,21 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 
 from rr.losses import (PolicyLossConfig, aggregate, completion_nll, distillation_loss, kl_gradient_term,
-                       kl_per_token, masked_mean, policy_loss, sequence_log_probs, token_entropy)
+                       kl_per_token, masked_mean, policy_loss, sequence_log_probs, sparse_distillation_loss,
+                       token_entropy)
 from rr.models import Decoder, shared_prompt_forward
 from rr.registry import Registry, split_names
 from rr.train.batch import TrainBatch
 
 TERMS = Registry("objective term", "config.train.loss_terms")
+BUILT_IN_TERM_MODULES = ("rr.train.privileged",)  # register their terms when imported (term_names imports them)
 Term = Callable[["Forward"], tuple[jax.Array, dict[str, jax.Array]]]
 Objective = Callable[[Any, TrainBatch, Any, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
 
@@ -222,15 +227,44 @@ def value_term(config, parts: Parts) -> Term:
 def kd_term(config, parts: Parts) -> Term:
   """config.distill.weight * the divergence between the frozen "teacher"'s and the student's next-token
   distributions (rr.losses.distillation_loss), token mean over the demonstration tokens (the policy's sampled
-  tokens for a rollout batch): logit KD, the teacher's logits computed in the same jitted step."""
+  tokens for a rollout batch): logit KD, the teacher's logits computed in the same jitted step, or, when the
+  batch carries cached top-k teacher logits (distill.logit_cache), read from them with no teacher forward."""
   d = config.distill
 
   def term(fwd: Forward):
     batch = fwd.batch
     mask = batch.demo_mask if batch.demo_mask is not None else batch.policy_mask
-    loss = distillation_loss(fwd.logits, fwd.frozen_logits("teacher"), mask, d.divergence, beta=d.beta,
-                             temperature=d.temperature, top_k=d.top_k, vocab_size=parts.vocab_size)
+    if batch.teacher_topk_ids is not None:
+      loss = sparse_distillation_loss(fwd.logits, batch.teacher_topk_logits, batch.teacher_topk_ids, mask,
+                                      d.divergence, beta=d.beta, temperature=d.temperature)
+    else:
+      loss = distillation_loss(fwd.logits, fwd.frozen_logits("teacher"), mask, d.divergence, beta=d.beta,
+                               temperature=d.temperature, top_k=d.top_k, vocab_size=parts.vocab_size)
     return d.weight * loss, {"kd": jax.lax.stop_gradient(loss)}
+
+  return term
+
+
+@TERMS.register("step_by_step")
+def step_by_step_term(config, parts: Parts) -> Term:
+  """Distilling step-by-step (docs/methods.md): alpha * CE(answer | "predict: " x) + (1 - alpha) *
+  CE(rationale | "explain: " x), alpha = config.distill.alpha, each CE the token mean over its own task's demo
+  tokens, so neither task's weight depends on how long its targets are. The batch's rationale_mask marks the
+  explain rows' tokens (rr.data.SFTBatches with step_by_step); the rest of demo_mask is the predict rows'."""
+  alpha = config.distill.alpha
+
+  def term(fwd: Forward):
+    batch = fwd.batch
+    if batch.rationale_mask is None or batch.demo_mask is None:
+      raise ValueError("objective term 'step_by_step' needs a batch of predict and explain rows (demo_mask and "
+                       "rationale_mask): the SFT trainer builds them when the term is in config.train.loss_terms")
+    rationale_mask = batch.rationale_mask.astype(jnp.float32)
+    answer_mask = batch.demo_mask.astype(jnp.float32) * (1.0 - rationale_mask)
+    answer_nll, answer_tokens = completion_nll(fwd.logits, batch.tokens, answer_mask)
+    rationale_nll, rationale_tokens = completion_nll(fwd.logits, batch.tokens, rationale_mask)
+    loss = alpha * answer_nll + (1.0 - alpha) * rationale_nll
+    return loss, {"answer_nll": jax.lax.stop_gradient(answer_nll), "answer_tokens": answer_tokens,
+                  "rationale_nll": jax.lax.stop_gradient(rationale_nll), "rationale_tokens": rationale_tokens}
 
   return term
 
@@ -250,6 +284,8 @@ def default_terms(config, trainer: str, value_head: bool) -> list[str]:
 def term_names(config, trainer: str, value_head: bool = False) -> list[str]:
   """config.train.loss_terms as a list (checked against the registry), or the trainer's default."""
   names = split_names(config.train.loss_terms) or default_terms(config, trainer, value_head)
+  for module in BUILT_IN_TERM_MODULES:  # terms that live beside the trainer pieces they need
+    importlib.import_module(module)
   for name in names:
     TERMS.get(name, where=f"config.train.loss_terms={config.train.loss_terms!r}")
   return names

@@ -1,11 +1,16 @@
 """SFT on rationales (`config.trainer = "sft"`): the NLL of the demonstration tokens through the one loop.
 
 Phases: inputs (every check of user input, before anything is compiled or written), mesh, model and optimiser,
-checkpoint restore, then rr.train.loop. The objective is `config.train.loss_terms` ("" = nll).
+checkpoint restore, then rr.train.loop. The objective is `config.train.loss_terms` ("" = nll). The rows follow
+the terms (docs/methods.md): with step_by_step each example is a predict row and an explain row, and the
+periodic evaluation asks with the predict prefix; with kd and config.distill.logit_cache each batch carries its
+rows' cached top-k teacher logits (rr.train.logit_cache) and no teacher runs in the step. data.thought_dropout
+drops rationales from the rows (TON).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Callable
 
@@ -15,10 +20,11 @@ import optax
 from rr import models
 from rr.config import ConfigError, save_run_config
 from rr.data import SFTBatches
+from rr.data.sft_batches import PREDICT_PREFIX
 from rr.data.inputs import load_inputs
 from rr.eval import evaluate_accuracy
 from rr.sampler import Sampler
-from rr.train import TRAINERS
+from rr.train import TRAINERS, logit_cache
 from rr.train.batch import put_batch, sft_batch
 from rr.train.loop import StepOutput, Trainer, run_loop
 from rr.train.objectives import Parts, make_objective, term_names
@@ -42,6 +48,9 @@ def teacher_model(config, names: list[str], mesh, vocab_size: int) -> tuple[dict
   """(frozen params, models, shardings) by name: {"teacher": ...} when a term distils from one, else {}."""
   if "kd" not in names:
     return {}, {}, {}
+  from rr.train.privileged import check_teacher
+
+  check_teacher(config, names)  # "self" is no frozen model
   if not config.distill.teacher:
     raise ConfigError("config.train.loss_terms has 'kd', which distils from a teacher, but config.distill.teacher "
                       "is empty; point it at an rr run's --workdir or a Hugging Face model directory")
@@ -50,6 +59,43 @@ def teacher_model(config, names: list[str], mesh, vocab_size: int) -> tuple[dict
   teacher = load_frozen(config.distill.teacher, mesh, vocab_size=vocab_size, dtype=config.distill.teacher_dtype,
                         what="config.distill.teacher")
   return {"teacher": teacher.params}, {"teacher": teacher.model}, {"teacher": teacher.shardings}
+
+
+def _check_rows(config, names: list[str]) -> None:
+  """The row options the terms cannot take together, refused before any work."""
+  if "step_by_step" in names:
+    if config.train.batch_size % 2:
+      raise ConfigError(f"config.train.batch_size={config.train.batch_size} must be even with the step_by_step "
+                        "term: each example is two rows (its predict and its explain task)")
+    if config.data.thought_dropout:
+      raise ConfigError("config.data.thought_dropout applies to rationale SFT rows; the step_by_step term trains "
+                        "the rationale as a task of its own, so set one of them only")
+  if "kd" in names and config.distill.logit_cache:
+    if config.distill.top_k <= 0:
+      raise ConfigError("config.distill.logit_cache caches the teacher's top-k logits: set config.distill.top_k > 0 "
+                        "(e.g. 32)")
+    if config.data.thought_dropout or "step_by_step" in names:
+      raise ConfigError("config.distill.logit_cache holds the teacher's logits on the plain SFT rows, but "
+                        "config.data.thought_dropout / the step_by_step term train other rows; clear "
+                        "config.distill.logit_cache to run the teacher in the step")
+
+
+def _prepare_logit_cache(config, names: list[str], batches: SFTBatches, vocab_size: int) -> tuple[dict, bool]:
+  """(the metadata the run's cache must have, whether it is built already); ({}, False) when the run uses none.
+  A mismatching cache, or a missing one without a teacher to build it, is a ConfigError here."""
+  path = config.distill.logit_cache
+  if "kd" not in names or not path:
+    return {}, False
+  want = logit_cache.metadata(config, batches, vocab_size)
+  built = logit_cache.is_built(path, want)
+  if not built and not config.distill.teacher:
+    raise ConfigError(f"config.distill.logit_cache={path!r} does not exist yet and config.distill.teacher is empty; "
+                      "set config.distill.teacher to an rr run's --workdir or a Hugging Face model directory to "
+                      "build it")
+  if not built and jax.process_count() > 1:
+    raise ConfigError(f"config.distill.logit_cache={path!r} does not exist yet; build it with a single-process run "
+                      "(the same config on one host, train.steps=1), then start this one")
+  return want, built
 
 
 @TRAINERS.register("sft")
@@ -63,12 +109,28 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   inputs = load_inputs(config)
   tokenizer = inputs.tokenizer
   names = term_names(config, "sft")
-  batches = SFTBatches(inputs.train, tokenizer, config.train.batch_size, config.data.max_len, config.seed)
+  _check_rows(config, names)
+  step_by_step = "step_by_step" in names
+  batches = SFTBatches(inputs.train, tokenizer, config.train.batch_size, config.data.max_len, config.seed,
+                       thought_dropout=config.data.thought_dropout, step_by_step=step_by_step)
+  cache_meta, cache_built = _prepare_logit_cache(config, names, batches, tokenizer.vocab_size)
   eval_examples = inputs.test[:config.eval.num_examples]
+  if step_by_step:  # the student answers the predict task; its explain task is not asked at test time
+    eval_examples = [dataclasses.replace(e, question=PREDICT_PREFIX + e.question) for e in eval_examples]
   model_cfg = build_model_config(config, tokenizer.vocab_size)
   # ---------------------------------------------------------------- mesh
   mesh = build_mesh(config, config.train.batch_size)
-  frozen, frozen_models, frozen_shardings = teacher_model(config, names, mesh, tokenizer.vocab_size)  # kd's teacher
+  cache = None
+  if cache_meta:  # the teacher runs once, over every row, into the cache; the steps read the cache
+    if not cache_built:
+      teacher, teacher_models, _ = teacher_model(config, names, mesh, tokenizer.vocab_size)
+      logit_cache.build(config.distill.logit_cache, cache_meta, teacher_models["teacher"], teacher["teacher"],
+                        batches, mesh, config.train.batch_size)
+      del teacher, teacher_models  # the steps never read it
+    cache = logit_cache.load(config.distill.logit_cache, cache_meta)
+    frozen, frozen_models, frozen_shardings = {}, {}, {}
+  else:
+    frozen, frozen_models, frozen_shardings = teacher_model(config, names, mesh, tokenizer.vocab_size)  # kd's
   # ---------------------------------------------------------------- model and optimiser
   model = models.Decoder(model_cfg)
   total_steps = config.train.steps
@@ -86,7 +148,10 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
 
   def step(state, n: int) -> StepOutput:
     arrays = batches.batch(n)
-    state, metrics = train_step(state, put_batch(sft_batch(arrays), mesh), frozen)
+    extra = cache.rows(batches.example_indices(n)) if cache is not None else {}
+    if step_by_step:
+      extra["rationale_mask"] = arrays["rationale_mask"]
+    state, metrics = train_step(state, put_batch(sft_batch(arrays).replace(**extra), mesh), frozen)
     return StepOutput(state, metrics, {"tokens_read": float((arrays["positions"] >= 0).sum())})
 
   def evaluate(params) -> dict:
