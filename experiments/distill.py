@@ -23,6 +23,10 @@ sequences (38,400 sequences of at most 48 tokens), from scratch unless it says o
                     reading the gold answer before the question, is the teacher of its own samples
   (f) sft_then_grpo 300 steps of (b), then 300 GRPO steps (8 prompts x 8 completions: 64 sequences a step;
                     configs/distil_then_reinforce.py's RL recipe)
+  (f') grpo_self_distill  (f) with privileged self-distillation added to GRPO's objective (weight 0.1, the gold
+                    answer in the self-teacher's context)
+  (e2), (f2), (f'2) the same as (e), (f), (f') from 500 steps of (b), for the last 100 steps: a later switch, once the
+                    SFT student samples right answers (the same budget)
 """
 
 import json
@@ -129,14 +133,14 @@ def get_experiment(arg=None):
     c.distill.max_new_tokens = 40
     return c
 
-  def then(first, second_trainer: str, overrides: dict):
-    """A stages job: `first` for half the steps, then `second_trainer` from its checkpoint for the other half."""
+  def then(first, second_trainer: str, overrides: dict, first_steps: int = half):
+    """A stages job: `first` for `first_steps`, then `second_trainer` from its checkpoint for the rest."""
     c = first
     c.trainer = "stages"
     c.stages = "first,second"
-    c.stage.first = {"trainer": "sft", "train": {"steps": half, "checkpoint_every": half}}
-    c.stage.second = {"trainer": second_trainer, "train": {"steps": steps - half, "checkpoint_every": steps - half},
-                      **overrides}
+    rest = steps - first_steps
+    c.stage.first = {"trainer": "sft", "train": {"steps": first_steps, "checkpoint_every": first_steps}}
+    c.stage.second = {"trainer": second_trainer, "train": {"steps": rest, "checkpoint_every": rest}, **overrides}
     return c
 
   def self_distill(seed, paths):
@@ -145,18 +149,35 @@ def get_experiment(arg=None):
         "optim": {"lr": 3e-4, "warmup_steps": 2 if small else 20},
         "distill": {"teacher": "self", "privileged_context": "answer", "on_policy": 1.0, "max_new_tokens": 40}})
 
-  def sft_then_grpo(seed, paths):
+  def sft_then_grpo(seed, paths, first_steps=half):
     c = on_teacher_data(student(seed), paths)
+    warmup = 5 if small else min(50, (steps - first_steps) // 2)
     return then(c, "grpo", {"data": {"rationales_path": ""},
-                            "optim": {"lr": 5e-5, "warmup_steps": 5 if small else 50, "weight_decay": 0.0},
+                            "optim": {"lr": 5e-5, "warmup_steps": warmup, "weight_decay": 0.0},
                             # configs/distil_then_reinforce.py's RL recipe: DAPO's clip-higher, token mean, dynamic sampling
-                            "rl": {"eps_high": 0.28, "aggregation": "token-mean", "dynamic_sampling": not small}})
+                            "rl": {"eps_high": 0.28, "aggregation": "token-mean", "dynamic_sampling": not small}},
+                first_steps)
+
+  def grpo_self_distill(seed, paths, first_steps=half):
+    c = sft_then_grpo(seed, paths, first_steps)
+    c.stage.second.train.loss_terms = "policy,privileged_kd"
+    c.stage.second.distill = {"privileged_context": "answer", "weight": 0.1}
+    return c
+
+  late = 4 if small else 500  # the later switch: the SFT student samples right answers by then
+
+  def teacher_sft_then_self_distill(seed, paths):
+    return then(on_teacher_data(student(seed), paths), "gkd", {
+        "optim": {"lr": 3e-4, "warmup_steps": 2 if small else 20},
+        "distill": {"teacher": "self", "privileged_context": "answer", "on_policy": 1.0, "max_new_tokens": 40}}, late)
 
   def teacher_tokens(summary, run_dir):
     """What the teacher read or wrote for a method: tokens it sampled (teacher data), positions it scored
     (a logit cache, built once for every seed; on-policy KD's every step), nothing (program data, self)."""
     method, top = os.path.basename(os.path.dirname(run_dir)), os.path.dirname(os.path.dirname(run_dir))
-    sampled = {"sft_teacher": "teacher_data", "sft_then_grpo": "teacher_data", "sft_teacher_sc": "teacher_sc"}
+    sampled = {"sft_teacher": "teacher_data", "sft_then_grpo": "teacher_data", "grpo_self_distill": "teacher_data",
+               "teacher_sft_then_self_distill": "teacher_data", "sft_then_grpo_late": "teacher_data",
+               "grpo_self_distill_late": "teacher_data", "sft_teacher_sc": "teacher_sc"}
     if method in sampled:
       return read_json(os.path.join(top, sampled[method], "summary.json")).get("teacher_tokens")
     if method == "logit_kd":
@@ -175,7 +196,17 @@ def get_experiment(arg=None):
       Method("on_policy_kd", on_policy_kd, "(d) on-policy KD (lambda 0.5)"),
       Method("self_distill", self_distill, "(e) (a), then privileged self-distillation"),
       Method("sft_then_grpo", sft_then_grpo, "(f) (b), then GRPO"),
+      Method("grpo_self_distill", grpo_self_distill, "(f') (b), then GRPO + privileged self-distillation"),
   ]
+  if not small:  # the later switch runs the same code paths as (e), (f) and (f'): runlocal skips it
+    methods += [
+        Method("teacher_sft_then_self_distill", teacher_sft_then_self_distill,
+               "(e2) (b) 500 steps, then privileged self-distillation 100"),
+        Method("sft_then_grpo_late", lambda seed, paths: sft_then_grpo(seed, paths, late),
+               "(f2) (b) 500 steps, then GRPO 100"),
+        Method("grpo_self_distill_late", lambda seed, paths: grpo_self_distill(seed, paths, late),
+               "(f'2) (b) 500 steps, then GRPO + privileged self-distillation 100"),
+    ]
   return Experiment(
       name="distill_runlocal" if small else "distill",
       methods=methods,

@@ -1,7 +1,10 @@
 """Fixtures several test files share: one small SFT checkpoint, and a reward with signal for any policy."""
 
 import os
+import shutil
+import tempfile
 
+import jax
 import pytest
 
 from rr import train
@@ -9,6 +12,19 @@ from rr.config import apply_overrides, load_config
 from rr.rewards import RowReward, register, unregister
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pytest_configure(config):
+  """One compilation cache for the session: many tests compile the same nano-model steps and samplers, and a
+  hit skips XLA's compile (the trace still runs, so compile counts and results are unchanged). Fresh per session."""
+  config.rr_jax_cache = tempfile.mkdtemp(prefix="rr_tests_jax_cache_")
+  jax.config.update("jax_compilation_cache_dir", config.rr_jax_cache)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_unconfigure(config):
+  shutil.rmtree(getattr(config, "rr_jax_cache", ""), ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

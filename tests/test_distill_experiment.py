@@ -17,7 +17,7 @@ def test_the_distillation_experiment_runs_every_method_and_writes_its_table(tmp_
     results = json.load(f)
   with open(os.path.join(directory, "results.md")) as f:
     table = f.read()
-  assert len(spec.methods) == 7
+  assert len(spec.methods) == 8
   for method, result in zip(spec.methods, results["methods"]):
     assert result["name"] == method.name and result["finished"] == 1
     assert result["columns"]["held-out accuracy"]["n"] == 1 and result["columns"]["pass@8"]["n"] == 1

@@ -13,7 +13,7 @@ from rr.config import ConfigError, load_config
 from rr.losses import distillation_loss
 from rr.train.batch import sft_batch
 from rr.train.frozen import load_frozen
-from rr.train.objectives import Forward, Parts, make_objective
+from rr.train.objectives import Parts, make_objective
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -15,7 +15,7 @@ from rr.config import ConfigError, load_config
 from rr.data import SFTBatches
 from rr.data.inputs import load_inputs
 from rr.sharding import make_mesh
-from rr.train import sft
+from rr.train import setup
 from rr.train.batch import sft_batch
 from rr.train.frozen import load_frozen
 from rr.train.objectives import Parts, make_objective
@@ -28,7 +28,7 @@ TOP_K = 4
 @pytest.fixture
 def no_eval(monkeypatch):
   """The runs here compare training numbers; the held-out evaluation is tested elsewhere and is skipped."""
-  monkeypatch.setattr(sft, "evaluate_accuracy", lambda *args, **kwargs: {})
+  monkeypatch.setattr(setup, "evaluate_accuracy", lambda *args, **kwargs: {})
 
 
 def _config(teacher: str, cache: str = ""):

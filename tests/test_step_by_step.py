@@ -13,7 +13,7 @@ from rr import models, train
 from rr.config import ConfigError, load_config
 from rr.data import CharTokenizer, SFTBatches
 from rr.tasks import make_split
-from rr.train import sft
+from rr.train import setup
 from rr.train.batch import sft_batch
 from rr.train.objectives import Parts, make_objective
 
@@ -69,7 +69,7 @@ def test_sft_run_trains_both_tasks_and_evaluates_with_the_predict_prefix(tmp_pat
   assert not os.path.exists(tmp_path / "odd") and not os.path.exists(tmp_path / "dropout")
   config.data.thought_dropout = 0.0
   asked = []  # the questions the evaluation samples answers to (sampling itself is tested in test_eval.py)
-  monkeypatch.setattr(sft, "evaluate_accuracy", lambda sampler, params, tokenizer, examples, **kw: asked.extend(
+  monkeypatch.setattr(setup, "evaluate_accuracy", lambda sampler, params, tokenizer, examples, **kw: asked.extend(
       e.question for e in examples) or {"eval/accuracy": 0.0})
   summary = train.run(config, str(tmp_path / "run"))
   assert summary["finished"] and "eval/accuracy" in summary

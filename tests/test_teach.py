@@ -236,7 +236,7 @@ def test_rationales_path_makes_each_record_an_example_of_its_train_question(tmp_
     assert taught.test == plain.test
   bad = write_records(tmp_path / "bad.jsonl", records[:1] + [{"question": "999+999", "rationale": "", "answer": "1"}])
   with pytest.raises(DataError, match=r"bad.jsonl, line 2: question '999\+999' is not in this run's train split.*"
-                                      r"train_size, difficulty.*config.seed must match the teach run's"):
+                                      r"train_size, difficulty.*config.data.seed, else config.seed\) must match the teach run's"):
     load_inputs(task_config(rationales_path=bad))
   with pytest.raises(DataError, match=r"holds no records"):
     load_inputs(task_config(rationales_path=write_records(tmp_path / "empty.jsonl", [])))

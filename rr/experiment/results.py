@@ -93,7 +93,6 @@ def write(experiment, directory: str, shared, runs) -> list[str]:
 
 def markdown(experiment, results: dict, plots: list[str] = ()) -> str:
   digits = {c.title: c.digits for c in experiment.columns}
-  titles = results["columns"]
   per_run = [c.title for c in experiment.columns if c is not WALL_SECONDS]  # the `train (s)` column shows it
   seeds = ", ".join(map(str, results["seeds"]))
   lines = [f"# {results['experiment']}", "",

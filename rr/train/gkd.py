@@ -20,22 +20,18 @@ from typing import Callable, Sequence
 import jax
 import numpy as np
 
-from rr import models
-from rr.config import ConfigError, save_run_config
+from rr.config import ConfigError
 from rr.data import SFTBatches, encode_prompts, format_completion
 from rr.data.inputs import load_inputs
-from rr.eval import evaluate_accuracy
 from rr.registry import split_names
 from rr.sampler import Sampler, Sampling
 from rr.train import TRAINERS
 from rr.train.batch import TrainBatch, put_batch, rollout_batch
 from rr.train.loop import StepOutput, Trainer, run_loop
 from rr.train.objectives import Parts, make_objective, term_names
-from rr.train.optimizer import learning_rate_schedule, make_optimizer
 from rr.train.privileged import SELF_TEACHER, PrivilegedRows, check_teacher
-from rr.train.setup import build_mesh, build_model_config
+from rr.train.setup import build_mesh, build_model_config, greedy_evaluation, open_student
 from rr.train.sft import teacher_model
-from rr.train.state import open_run
 from rr.train.step import make_train_step
 
 _LAMBDA_STREAM = 2  # [seed, step, 2]: apart from SFTBatches' [seed, epoch] permutations and [seed, step, 1] dropout
@@ -142,21 +138,14 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   # ---------------------------------------------------------------- mesh
   mesh = build_mesh(config, config.train.batch_size)
   frozen, frozen_models, frozen_shardings = teacher_model(config, names, mesh, tokenizer.vocab_size)
-  # ---------------------------------------------------------------- model and optimiser
-  model = models.Decoder(model_cfg)
+  # ---------------------------------------------------------------- model, optimiser, checkpoint restore
   total_steps = config.train.steps
-  optimizer = make_optimizer(config.optim, total_steps, model_cfg.param_dtype)
-  schedule = learning_rate_schedule(config.optim, total_steps)
-  # ---------------------------------------------------------------- checkpoint restore
-  checkpoints, record, state, shardings, resumed = open_run(workdir, config, model_cfg, optimizer, mesh,
-                                                           tokenizer.vocab_size)
-  if jax.process_index() == 0:
-    save_run_config(config, workdir)
+  student = open_student(config, workdir, model_cfg, mesh, tokenizer.vocab_size, total_steps)
   # ---------------------------------------------------------------- train loop
   sampler = Sampler(model_cfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, mesh=mesh)
-  parts = Parts(model, frozen_models, vocab_size=tokenizer.vocab_size, completion_width=d.max_new_tokens)
-  train_step = make_train_step(make_objective(config, parts, names), optimizer, shardings, mesh, frozen_shardings,
-                               seed=config.seed)
+  parts = Parts(student.model, frozen_models, vocab_size=tokenizer.vocab_size, completion_width=d.max_new_tokens)
+  train_step = make_train_step(make_objective(config, parts, names), student.optimizer, student.shardings, mesh,
+                               frozen_shardings, seed=config.seed)
 
   def step(state, n: int) -> StepOutput:
     batch, on_policy = batches.batch(n, sampler, state["params"])
@@ -166,13 +155,7 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
     state, metrics = train_step(state, put_batch(batch, mesh), frozen)
     return StepOutput(state, metrics, host)
 
-  def evaluate(params) -> dict:
-    if not eval_examples:
-      return {}
-    t = time.time()
-    metrics = evaluate_accuracy(sampler, params, tokenizer, eval_examples,
-                                max_new_tokens=config.eval.max_new_tokens, batch_size=config.eval.batch_size)
-    return {**metrics, "eval/seconds": time.time() - t}
-
-  trainer = Trainer("gkd", total_steps, step, evaluate, learning_rate=lambda n: float(schedule(n - 1)))
-  return run_loop(trainer, state, workdir, config, checkpoints, record, resumed, start, should_stop)
+  trainer = Trainer("gkd", total_steps, step, greedy_evaluation(config, sampler, tokenizer, eval_examples),
+                    learning_rate=lambda n: float(student.schedule(n - 1)))
+  return run_loop(trainer, student.state, workdir, config, student.checkpoints, student.record, student.resumed,
+                  start, should_stop)

@@ -1,14 +1,19 @@
-"""Pieces every training loop builds from its config: the model config and the device mesh."""
+"""Pieces every training loop builds from its config: the model config, the device mesh, the student's state
+(restored or started) and the periodic greedy evaluation."""
 
 from __future__ import annotations
 
 import dataclasses
+import time
+from typing import Any, Callable
 
 import jax
 import numpy as np
+import optax
 
 from rr import models, sharding
-from rr.config import ConfigError
+from rr.config import ConfigError, save_run_config
+from rr.eval import evaluate_accuracy
 
 
 def count_params(params) -> int:
@@ -48,3 +53,45 @@ def build_mesh(config, batch_size: int, batch_key: str = "config.train.batch_siz
     raise ConfigError(f"{batch_key}={batch_size} is not divisible by the "
                       f"{data_devices} devices of the mesh's data axis; change one of them")
   return mesh
+
+
+@dataclasses.dataclass
+class Student:
+  """The model a run trains, its optimiser and learning-rate schedule over `total_steps`, and its state: restored
+  from the workdir's checkpoints (`resumed` = that step) or started fresh or from config.init_checkpoint."""
+  model: models.Decoder
+  optimizer: optax.GradientTransformation
+  schedule: Callable[[int], Any]
+  checkpoints: Any
+  record: dict
+  state: dict
+  shardings: dict
+  resumed: int | None
+
+
+def open_student(config, workdir: str, model_cfg: models.ModelConfig, mesh, vocab_size: int,
+                 total_steps: int) -> Student:
+  """The student of a supervised-style run (one optimiser step per loop step), with config.json written."""
+  from rr.train.optimizer import learning_rate_schedule, make_optimizer
+  from rr.train.state import open_run
+
+  optimizer = make_optimizer(config.optim, total_steps, model_cfg.param_dtype)
+  checkpoints, record, state, shardings, resumed = open_run(workdir, config, model_cfg, optimizer, mesh, vocab_size)
+  if jax.process_index() == 0:
+    save_run_config(config, workdir)
+  return Student(models.Decoder(model_cfg), optimizer, learning_rate_schedule(config.optim, total_steps), checkpoints,
+                 record, state, shardings, resumed)
+
+
+def greedy_evaluation(config, sampler, tokenizer, examples) -> Callable[[Any], dict]:
+  """`evaluate(params) -> metrics`: held-out greedy accuracy on `examples` (rr.eval.evaluate_accuracy), timed."""
+
+  def evaluate(params) -> dict:
+    if not examples:
+      return {}
+    t = time.time()
+    metrics = evaluate_accuracy(sampler, params, tokenizer, examples, max_new_tokens=config.eval.max_new_tokens,
+                                batch_size=config.eval.batch_size)
+    return {**metrics, "eval/seconds": time.time() - t}
+
+  return evaluate

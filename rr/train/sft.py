@@ -18,19 +18,16 @@ import jax
 import optax
 
 from rr import models
-from rr.config import ConfigError, save_run_config
+from rr.config import ConfigError
 from rr.data import SFTBatches
 from rr.data.sft_batches import PREDICT_PREFIX
 from rr.data.inputs import load_inputs
-from rr.eval import evaluate_accuracy
 from rr.sampler import Sampler
 from rr.train import TRAINERS, logit_cache
 from rr.train.batch import put_batch, sft_batch
 from rr.train.loop import StepOutput, Trainer, run_loop
 from rr.train.objectives import Parts, make_objective, term_names
-from rr.train.optimizer import learning_rate_schedule, make_optimizer
-from rr.train.setup import build_mesh, build_model_config
-from rr.train.state import open_run
+from rr.train.setup import build_mesh, build_model_config, greedy_evaluation, open_student
 from rr.train.step import make_train_step
 
 
@@ -131,20 +128,13 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
     frozen, frozen_models, frozen_shardings = {}, {}, {}
   else:
     frozen, frozen_models, frozen_shardings = teacher_model(config, names, mesh, tokenizer.vocab_size)  # kd's
-  # ---------------------------------------------------------------- model and optimiser
-  model = models.Decoder(model_cfg)
+  # ---------------------------------------------------------------- model, optimiser, checkpoint restore
   total_steps = config.train.steps
-  optimizer = make_optimizer(config.optim, total_steps, model_cfg.param_dtype)
-  schedule = learning_rate_schedule(config.optim, total_steps)
-  # ---------------------------------------------------------------- checkpoint restore
-  checkpoints, record, state, shardings, resumed = open_run(workdir, config, model_cfg, optimizer, mesh,
-                                                           tokenizer.vocab_size)
-  if jax.process_index() == 0:
-    save_run_config(config, workdir)
+  student = open_student(config, workdir, model_cfg, mesh, tokenizer.vocab_size, total_steps)
   # ---------------------------------------------------------------- train loop
   sampler = Sampler(model_cfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, mesh=mesh)
-  train_step = make_sft_step(model, optimizer, shardings, mesh, config, tuple(names), frozen_models,
-                             frozen_shardings, tokenizer.vocab_size)
+  train_step = make_sft_step(student.model, student.optimizer, student.shardings, mesh, config, tuple(names),
+                             frozen_models, frozen_shardings, tokenizer.vocab_size)
 
   def step(state, n: int) -> StepOutput:
     arrays = batches.batch(n)
@@ -154,13 +144,7 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
     state, metrics = train_step(state, put_batch(sft_batch(arrays).replace(**extra), mesh), frozen)
     return StepOutput(state, metrics, {"tokens_read": float((arrays["positions"] >= 0).sum())})
 
-  def evaluate(params) -> dict:
-    if not eval_examples:
-      return {}
-    t = time.time()
-    metrics = evaluate_accuracy(sampler, params, tokenizer, eval_examples,
-                                max_new_tokens=config.eval.max_new_tokens, batch_size=config.eval.batch_size)
-    return {**metrics, "eval/seconds": time.time() - t}
-
-  trainer = Trainer("sft", total_steps, step, evaluate, learning_rate=lambda n: float(schedule(n - 1)))
-  return run_loop(trainer, state, workdir, config, checkpoints, record, resumed, start, should_stop)
+  trainer = Trainer("sft", total_steps, step, greedy_evaluation(config, sampler, tokenizer, eval_examples),
+                    learning_rate=lambda n: float(student.schedule(n - 1)))
+  return run_loop(trainer, student.state, workdir, config, student.checkpoints, student.record, student.resumed,
+                  start, should_stop)
