@@ -1,4 +1,4 @@
-"""Distil a teacher into a student 7.5x smaller: six methods at one budget, three seeds (issue 12).
+"""Distil a teacher into a student 7.5x smaller: the methods of issue 12 at one budget, three seeds each.
 
 `python -m rr.experiment experiments/distill.py --dir /tmp/rr_distill` (`:runlocal` is the seconds-long variant the
 test suite runs). The task is 3-digit addition (the embedded default). Program-written rationales exist for only 300

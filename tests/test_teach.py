@@ -214,6 +214,17 @@ def task_config(**data):
   return c
 
 
+def test_data_seed_fixes_the_questions_across_run_seeds_so_every_seed_reads_one_teachers_data():
+  def questions(run_seed, data_seed):
+    c = task_config(seed=data_seed)
+    c.seed = run_seed
+    inputs = load_inputs(c)
+    return [e.question for e in inputs.train], [e.question for e in inputs.test]
+
+  assert questions(0, 0) == questions(1, 0) == questions(0, -1)
+  assert questions(1, -1) != questions(0, -1)  # -1: the run's seed draws them, as before
+
+
 def write_records(path, records):
   path.write_text("".join(json.dumps(r) + "\n" for r in records))
   return str(path)
