@@ -9,29 +9,17 @@ preset, e.g. configs/sft.py's) and is its own teacher, reading the gold solution
 samples only (on_policy = 1). `:runlocal` shrinks either to seconds.
 """
 
-from rr.config import base_config, parse_arg, shrink_for_runlocal
+import os
+import runpy
+
+from rr.config import parse_arg, shrink_for_runlocal
 
 
 def get_config(arg=None):
   args = parse_arg(arg, teacher="", self=False, runlocal=False)
-  c = base_config()
+  here = os.path.dirname(os.path.abspath(__file__))
+  c = runpy.run_path(os.path.join(here, "sft.py"))["get_config"]()  # the task, student and schedule of SFT
   c.trainer = "gkd"
-  c.data.source = "task"
-  c.data.task = "addition"
-  c.data.difficulty = 3
-  c.data.train_size = 20_000
-  c.data.test_size = 500
-  c.data.max_len = 48
-  c.model.preset = "tiny"
-  c.optim.lr = 1e-3
-  c.optim.warmup_steps = 50
-  c.train.steps = 800
-  c.train.batch_size = 64
-  c.train.log_every = 50
-  c.train.eval_every = 200
-  c.train.checkpoint_every = 200
-  c.eval.num_examples = 500
-  c.eval.max_new_tokens = 48
   c.distill.teacher = args.teacher
   c.distill.divergence = "jsd"
   c.distill.beta = 0.5

@@ -219,21 +219,29 @@ def load_config(spec: str, overrides: list[tuple[str, str]] = ()) -> ml_collecti
   """Loads `path/to/config.py[:arg]`, applies command-line `overrides` (see apply_overrides) and returns the
   validated ConfigDict."""
   path, _, arg = spec.partition(":")
-  if not os.path.isfile(path):
-    raise ConfigError(f"config file {path!r} does not exist; pass --config configs/<name>.py (see configs/)")
-  module_spec = importlib.util.spec_from_file_location(f"rr_config_{abs(hash(path))}", path)
-  module = importlib.util.module_from_spec(module_spec)
-  try:
-    module_spec.loader.exec_module(module)
-  except Exception as e:
-    raise ConfigError(f"config file {path!r} failed to load: {type(e).__name__}: {e}") from e
-  if not hasattr(module, "get_config"):
-    raise ConfigError(f"config file {path!r} has no get_config(arg) function")
-  config = module.get_config(arg or None)
+  get_config = file_function(path, "get_config", "config file", ConfigError,
+                             "pass --config configs/<name>.py (see configs/)")
+  config = get_config(arg or None)
   validate(config, source=path)
   if overrides:
     apply_overrides(config, overrides)
   return config
+
+
+def file_function(path: str, name: str, kind: str, error: type[Exception], how: str):
+  """The function `name` of the Python file at `path` (a config or experiment file), loaded as its own module;
+  `error` naming the `kind` of file and `how` to pass one when it is missing, fails to load or lacks `name`."""
+  if not os.path.isfile(path):
+    raise error(f"{kind} {path!r} does not exist; {how}")
+  module_spec = importlib.util.spec_from_file_location(f"rr_{kind.split()[0]}_{abs(hash(path))}", path)
+  module = importlib.util.module_from_spec(module_spec)
+  try:
+    module_spec.loader.exec_module(module)
+  except Exception as e:
+    raise error(f"{kind} {path!r} failed to load: {type(e).__name__}: {e}") from e
+  if not hasattr(module, name):
+    raise error(f"{kind} {path!r} has no {name}(arg) function")
+  return getattr(module, name)
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: list[tuple[str, str]]) -> None:
@@ -395,7 +403,7 @@ def same_run_config(config: ml_collections.ConfigDict, workdir: str) -> bool:
   """Whether the newest config `workdir` ran with (see `save_run_config`) is `config`, so a finished run of it
   need not run again."""
   existing = run_config_files(workdir)
-  return bool(existing) and _read_json(existing[-1]) == _plain_dict(config)
+  return bool(existing) and read_json_or_none(existing[-1]) == _plain_dict(config)
 
 
 def _apply_group(into: ml_collections.ConfigDict, overrides: ml_collections.ConfigDict) -> None:
@@ -577,7 +585,7 @@ def save_run_config(config: ml_collections.ConfigDict, workdir: str) -> str:
   values = _plain_dict(config)
   existing = run_config_files(workdir)
   if existing:
-    old = _read_json(existing[-1])
+    old = read_json_or_none(existing[-1])
     if old == values:
       return existing[-1]
     number = len(existing) + 1
@@ -603,7 +611,7 @@ def save_run_config(config: ml_collections.ConfigDict, workdir: str) -> str:
 def read_run_config(path: str) -> ml_collections.ConfigDict:
   """The config a run wrote (see `save_run_config`), checked like a config file. Keys this rr version has
   added since take their defaults; a key it does not know is an error naming the file."""
-  data = _read_json(path)
+  data = read_json_or_none(path)
   if not isinstance(data, dict):
     raise ConfigError(f"{path} is not a config rr wrote (unreadable or not a JSON object); pass --config "
                       "configs/<name>.py[:arg], the config the run was trained with")
@@ -627,9 +635,10 @@ def _plain_dict(config: ml_collections.ConfigDict) -> dict:
   return json.loads(json.dumps(config.copy_and_resolve_references().to_dict()))
 
 
-def _read_json(path: str):
+def read_json_or_none(path: str):
+  """The JSON at `path`, or None when it is missing or unreadable (a file rr may or may not have written yet)."""
   try:
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
       return json.load(f)
   except (OSError, ValueError):
     return None

@@ -21,7 +21,6 @@ raised, so a partial grid is shown with each run's status.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import math
 import os
@@ -32,7 +31,8 @@ from typing import Callable, Sequence
 
 import ml_collections
 
-from rr.config import read_run_config, run_config_files, same_run_config, stage_names, validate
+from rr.config import (file_function, read_json_or_none, read_run_config, run_config_files, same_run_config,
+                       stage_names, validate)
 from rr.errors import UserError
 
 
@@ -135,18 +135,9 @@ MARKER = "experiment.json"
 def load_experiment(spec: str) -> Experiment:
   """`experiments/<name>.py[:arg]` -> its get_experiment(arg), checked to be an Experiment."""
   path, _, arg = spec.partition(":")
-  if not os.path.isfile(path):
-    raise ExperimentError(f"experiment file {path!r} does not exist; pass experiments/<name>.py[:arg] "
-                          "(a file that defines get_experiment(arg))")
-  module_spec = importlib.util.spec_from_file_location(f"rr_experiment_{abs(hash(path))}", path)
-  module = importlib.util.module_from_spec(module_spec)
-  try:
-    module_spec.loader.exec_module(module)
-  except Exception as e:
-    raise ExperimentError(f"experiment file {path!r} failed to load: {type(e).__name__}: {e}") from e
-  if not hasattr(module, "get_experiment"):
-    raise ExperimentError(f"experiment file {path!r} has no get_experiment(arg) function")
-  experiment = module.get_experiment(arg or None)
+  get_experiment = file_function(path, "get_experiment", "experiment file", ExperimentError,
+                                 "pass experiments/<name>.py[:arg] (a file that defines get_experiment(arg))")
+  experiment = get_experiment(arg or None)
   if not isinstance(experiment, Experiment):
     raise ExperimentError(f"experiment file {path!r}: get_experiment returned a {type(experiment).__name__}, not an "
                           "rr.experiment.Experiment")
@@ -239,7 +230,7 @@ def claim_directory(directory: str, experiment: Experiment, source: str) -> None
   files rr.experiment did not write, since rr never overwrites a user's files."""
   marker = os.path.join(directory, MARKER)
   if os.path.isfile(marker):
-    owner = _read_json(marker)
+    owner = read_json_or_none(marker)
     if not isinstance(owner, dict) or owner.get("experiment") != experiment.name:
       name = owner.get("experiment") if isinstance(owner, dict) else None
       raise ExperimentError(f"--dir {directory} holds the runs of experiment {name!r} ({marker}), not of "
@@ -306,7 +297,7 @@ def run_status(item: Run) -> tuple[str, dict | None]:
   """(status, summary.json or None): "finished" (with the config it has now: skipped on a rerun), "stale"
   (finished with another config), "unfinished" (raised or stopped) or "not started". The finished test is
   rr.train.stages.finished_summary's: summary.json's `finished` and rr.config.same_run_config."""
-  summary = _read_json(os.path.join(item.directory, "summary.json"))
+  summary = read_json_or_none(os.path.join(item.directory, "summary.json"))
   if not isinstance(summary, dict):
     return ("unfinished" if os.path.isdir(item.directory) else "not started"), None
   if summary.get("finished") is not True:
@@ -377,10 +368,10 @@ def current_evaluation(run_dir: str) -> dict | None:
   """The eval.json of the newest evaluation of the run's final checkpoint (its step is the evaluated directory's
   summary step), or None: an evaluation of an earlier checkpoint, or one a kill cut short, does not count."""
   target = evaluated_dir(run_dir)
-  summary = _read_json(os.path.join(target, "summary.json"))
+  summary = read_json_or_none(os.path.join(target, "summary.json"))
   step = summary.get("step") if isinstance(summary, dict) else None
   for path in reversed(eval_dirs(target)):
-    found = _read_json(os.path.join(path, "eval.json"))
+    found = read_json_or_none(os.path.join(path, "eval.json"))
     if isinstance(found, dict) and step is not None and found.get("step") == step:
       return found
   return None
@@ -395,7 +386,7 @@ def curve(run_dir: str, key: str) -> list[tuple[int, float]]:
   for path in stage_dirs(run_dir):
     rows = read_metrics(os.path.join(path, "metrics.jsonl"))
     points += [(offset + r["step"], float(r[key])) for r in rows if isinstance(r.get(key), (int, float))]
-    summary = _read_json(os.path.join(path, "summary.json"))
+    summary = read_json_or_none(os.path.join(path, "summary.json"))
     last = summary.get("step") if isinstance(summary, dict) else None
     offset += int(last) if isinstance(last, (int, float)) else max((r["step"] for r in rows), default=0)
   return points
@@ -410,11 +401,3 @@ def say(message: str) -> None:
 
 def _seconds(value) -> str:
   return f"{value:.0f} s" if isinstance(value, (int, float)) and math.isfinite(value) else "time unknown"
-
-
-def _read_json(path: str):
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return None

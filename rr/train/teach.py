@@ -34,7 +34,7 @@ from typing import Callable, Sequence
 import jax
 from tqdm import tqdm
 
-from rr.config import ConfigError, save_run_config
+from rr.config import ConfigError, read_json_or_none, save_run_config
 from rr.data import DataError, decode_completion, encode_prompts, parse_completion
 from rr.data.inputs import load_inputs
 from rr.data.jsonl import load_jsonl
@@ -314,14 +314,6 @@ def counts_path(workdir: str, chunk: int) -> str:
   return os.path.join(workdir, CHUNKS, f"{chunk:06d}.counts.json")
 
 
-def _read_json(path: str):
-  try:
-    with open(path, encoding="utf-8") as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return None
-
-
 def holds_teacher_data(workdir: str) -> bool:
   chunks = os.path.join(workdir, CHUNKS)
   return os.path.isfile(os.path.join(workdir, DATA_FILE)) or (os.path.isdir(chunks) and bool(os.listdir(chunks)))
@@ -330,7 +322,7 @@ def holds_teacher_data(workdir: str) -> bool:
 def check_workdir(workdir: str, wanted: dict) -> dict | None:
   """The summary of a finished run of these settings in `workdir`, None when there is work to do; ConfigError
   when the workdir holds records of other settings (or of no teach run), before anything is written."""
-  saved = _read_json(os.path.join(workdir, IDENTITY_FILE))
+  saved = read_json_or_none(os.path.join(workdir, IDENTITY_FILE))
   if saved is None:
     if holds_teacher_data(workdir):
       raise ConfigError(f"--workdir {workdir} holds {DATA_FILE} or {CHUNKS}/ but no {IDENTITY_FILE}, so no teach "
@@ -341,7 +333,7 @@ def check_workdir(workdir: str, wanted: dict) -> dict | None:
     raise ConfigError(f"--workdir {workdir} holds teacher data of another config (it differs in "
                       f"{', '.join(changed)}: see {IDENTITY_FILE}); one dataset never mixes two configs' records: "
                       "use a new --workdir, or run that config again to finish it")
-  summary = _read_json(os.path.join(workdir, "summary.json"))
+  summary = read_json_or_none(os.path.join(workdir, "summary.json"))
   return summary if isinstance(summary, dict) and summary.get("finished") is True else None
 
 
@@ -349,7 +341,7 @@ def done_counts(workdir: str, chunk: int) -> dict | None:
   """The counts of a chunk already on disk, None when it is still to sample."""
   if not os.path.isfile(chunk_path(workdir, chunk)):
     return None
-  counts = _read_json(counts_path(workdir, chunk))  # written before the records, so present when they are
+  counts = read_json_or_none(counts_path(workdir, chunk))  # written before the records, so present when they are
   if not isinstance(counts, dict):
     raise ConfigError(f"{counts_path(workdir, chunk)} is missing or unreadable though {chunk_path(workdir, chunk)} "
                       "exists; the chunks were changed by hand: use a new --workdir")
