@@ -116,3 +116,20 @@ def test_grpo_takes_privileged_kd_next_to_its_surrogate(sft_workdir, tmp_path):
   assert summary["finished"] and [r["step"] for r in rows] == [1, 2]
   assert all(np.isfinite(r["train/loss"]) and r["train/privileged_kd"] > 0 for r in rows)
   assert all("train/clip_ratio" in r or "train/entropy" in r for r in rows)  # the surrogate's own metrics too
+
+
+def test_grpo_scores_its_rollouts_with_a_frozen_teacher_under_kd(sft_workdir, tmp_path):
+  """policy,kd in GRPO: the teacher (a model of another size, random, so it disagrees with the policy) is loaded as
+  a frozen model and scores each step's sampled tokens; its divergence is in the loss."""
+  from test_kd import _teacher_workdir
+
+  config = load_config(os.path.join(ROOT, "configs", "grpo.py") + ":runlocal",
+                       [("init_checkpoint", sft_workdir), ("train.steps", "2"), ("eval.num_examples", "0"),
+                        ("train.loss_terms", "policy,kd"), ("distill.weight", "3.0")])
+  config.distill.teacher = _teacher_workdir(config, str(tmp_path / "teacher"))
+  train.run(config, str(tmp_path / "grpo"))
+  rows = [r for r in read_metrics(str(tmp_path / "grpo" / "metrics.jsonl")) if "train/kd" in r]
+  assert [r["step"] for r in rows] == [1, 2]
+  assert all(r["train/kd"] > 1e-3 for r in rows)
+  for r in rows:  # one loss: the surrogate plus distill.weight times the divergence
+    np.testing.assert_allclose(r["train/loss"], r["train/pg_loss"] + 3.0 * r["train/kd"], rtol=1e-4, atol=1e-6)
