@@ -173,6 +173,7 @@ def test_two_process_launch_matches_one_process(full_run, tmp_path):
   mp = tmp_path / "mp"
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   env["JAX_COORDINATOR_ADDRESS"] = f"127.0.0.1:{12000 + os.getpid() % 20000}"
+  env["PYTHON"] = sys.executable  # this interpreter, whichever python is first on PATH
   result = subprocess.run(["bash", "launch/local_multiprocess.sh", "2", "--config", f"{SFT}:runlocal",
                            "--workdir", str(mp)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
