@@ -184,3 +184,30 @@ def test_step_by_step_lays_out_a_predict_row_and_an_explain_row_per_example():
   longest = max(len("explain: ") + len(e.question) + 1 + 1 + len(e.rationale) + 1 + 1 for e in data)
   with pytest.raises(DataError, match=f"{longest} tokens"):
     SFTBatches(data, tok, batch_size=6, max_len=longest - 1, seed=1, step_by_step=True)
+
+
+def test_a_batch_is_padded_to_the_bucket_of_its_longest_row_and_trains_the_same_as_at_max_len():
+  """Short examples under a long max_len (a user's JSONL config): the batch is 64 columns, not 256, and the
+  model's completion NLL on it is the NLL of the same rows padded to max_len (padding is never attended to)."""
+  import jax
+
+  from rr import models
+  from rr.data.sft_batches import bucket_width
+  from rr.losses import completion_nll
+
+  assert [bucket_width(n, 256) for n in (1, 32, 33, 64, 65, 200, 256)] == [32, 32, 64, 64, 128, 256, 256]
+  assert bucket_width(41, 48) == 48  # capped: the default job's batches keep their 48 columns
+  tok = CharTokenizer()
+  batches = SFTBatches(examples(), tok, batch_size=4, max_len=256, seed=0)
+  bucketed = batches.batch(0)
+  full = batches.rows(batches.example_indices(0))
+  longest = int((bucketed["positions"] >= 0).sum(axis=1).max())
+  assert bucketed["tokens"].shape == (4, bucket_width(longest, 256)) == (4, 64) and full["tokens"].shape == (4, 256)
+  for key in ("tokens", "positions", "loss_mask"):
+    np.testing.assert_array_equal(bucketed[key], full[key][:, :64])
+    assert np.all(full[key][:, 64:] == {"tokens": tok.pad_id, "positions": -1, "loss_mask": 0}[key])
+  cfg = models.model_config("nano", vocab_size=tok.vocab_size)
+  params = models.init_params(cfg, jax.random.key(0))
+  nll = [completion_nll(models.Decoder(cfg).apply({"params": params}, b["tokens"], b["positions"])[0], b["tokens"],
+                        b["loss_mask"])[0] for b in (bucketed, full)]
+  np.testing.assert_allclose(nll[0], nll[1], rtol=1e-5)

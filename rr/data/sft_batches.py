@@ -6,7 +6,9 @@ Each row is  [prompt tokens][completion tokens][eos][pad ...]  with
   loss_mask  float32 [B, L]  aligned to the TARGETS: loss_mask[b, t] = 1 iff tokens[b, t+1] is a completion
                              token (the eos included), i.e. it weights the loss of logits[b, t] predicting
                              tokens[b, t+1]. The last column is always 0.
-L = max_len for every batch, so shapes never change and the step compiles once.
+L is the batch's bucket: the smallest of 32, 64, 128, ... that holds its longest row, capped at max_len, so a
+batch of short examples is not padded to a long max_len and the step compiles once per bucket (a handful).
+`rows(indices)` (what a cache of teacher outputs reads) is always max_len wide.
 
 batch(step) is a pure function of (seed, step): the example stream is epoch after epoch of a permutation
 seeded by (seed, epoch), and step s takes stream items [s*E, (s+1)*E) (E examples per batch), so resuming at
@@ -139,10 +141,12 @@ class SFTBatches:
     rows = [row for i in indices for row in self._rows[i]]
     for r in np.flatnonzero(self.thought_dropped(step)):
       rows[r] = self._no_thought[indices[r]]
-    return self._layout(rows)
+    return self._layout(rows, bucket=True)
 
-  def _layout(self, rows: list[_Row]) -> dict[str, np.ndarray]:
+  def _layout(self, rows: list[_Row], bucket: bool = False) -> dict[str, np.ndarray]:
     B, L = len(rows), self.max_len
+    if bucket:
+      L = bucket_width(max(len(row.prompt) + len(row.completion) for row in rows), self.max_len)
     tokens_BxL = np.full((B, L), self.tokenizer.pad_id, dtype=np.int32)
     positions_BxL = np.full((B, L), -1, dtype=np.int32)
     loss_mask_BxL = np.zeros((B, L), dtype=np.float32)
@@ -157,3 +161,11 @@ class SFTBatches:
       rationale_task = np.array([row.rationale_task for row in rows], np.float32)
       out["rationale_mask"] = loss_mask_BxL * rationale_task[:, None]
     return out
+
+
+def bucket_width(longest: int, max_len: int, smallest: int = 32) -> int:
+  """The smallest power of two times `smallest` that holds `longest` tokens, capped at max_len."""
+  width = smallest
+  while width < longest:
+    width *= 2
+  return min(width, max_len)

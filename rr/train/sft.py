@@ -138,7 +138,9 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
 
   def step(state, n: int) -> StepOutput:
     arrays = batches.batch(n)
-    extra = cache.rows(batches.example_indices(n)) if cache is not None else {}
+    width = arrays["tokens"].shape[1]  # the batch's bucket; the cache holds max_len columns
+    extra = ({k: v[:, :width] for k, v in cache.rows(batches.example_indices(n)).items()} if cache is not None
+             else {})
     if step_by_step:
       extra["rationale_mask"] = arrays["rationale_mask"]
     state, metrics = train_step(state, put_batch(sft_batch(arrays).replace(**extra), mesh), frozen)
