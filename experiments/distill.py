@@ -29,11 +29,10 @@ sequences (38,400 sequences of at most 48 tokens), from scratch unless it says o
                     SFT student samples right answers (the same budget)
 """
 
-import json
 import os
 import runpy
 
-from rr.config import parse_arg
+from rr.config import parse_arg, read_json_or_none
 from rr.experiment import (ACCURACY, STEP_ACCURACY, WALL_SECONDS, Column, Experiment, Method, PassAtK, Shared,
                            pass_at_k_column)
 
@@ -43,14 +42,6 @@ PROGRAM_RATIONALES = 300  # train questions with a program-written rationale (th
 TRAIN_QUESTIONS = 8_000  # the train split: the teacher samples rationales for all of them
 TOP_K = 16  # of the 104-token char vocabulary
 LOGIT_CACHE = "teacher_logits_top16"
-
-
-def read_json(path: str) -> dict:
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return {}
 
 
 def sft_config(runlocal: bool):
@@ -172,21 +163,21 @@ def get_experiment(arg=None):
         "distill": {"teacher": "self", "privileged_context": "answer", "on_policy": 1.0, "max_new_tokens": 40}}, late)
 
   def teacher_tokens(summary, run_dir):
-    """What the teacher read or wrote for a method: tokens it sampled (teacher data), positions it scored
-    (a logit cache, built once for every seed; on-policy KD's every step), nothing (program data, self)."""
-    method, top = os.path.basename(os.path.dirname(run_dir)), os.path.dirname(os.path.dirname(run_dir))
-    sampled = {"sft_teacher": "teacher_data", "sft_then_grpo": "teacher_data", "grpo_self_distill": "teacher_data",
-               "teacher_sft_then_self_distill": "teacher_data", "sft_then_grpo_late": "teacher_data",
-               "grpo_self_distill_late": "teacher_data", "sft_teacher_sc": "teacher_sc"}
-    if method in sampled:
-      return read_json(os.path.join(top, sampled[method], "summary.json")).get("teacher_tokens")
-    if method == "logit_kd":
-      meta = read_json(os.path.join(top, "teacher_data", LOGIT_CACHE, "meta.json"))
-      return meta.get("num_rows", 0) * meta.get("max_len", 0) or None
-    if method == "on_policy_kd":
-      config = read_json(os.path.join(run_dir, "config.json"))
-      return config["train"]["steps"] * config["train"]["batch_size"] * config["data"]["max_len"]
-    return 0
+    """What the teacher wrote or read for a run, from its config: the tokens it sampled for the data the run
+    trains on (data.rationales_path), plus the positions it scored: a logit cache's rows once (shared by every
+    seed), or every step's rows when it runs in the step (kd, on-policy KD). Self-distillation reads no teacher."""
+    config = read_json_or_none(os.path.join(run_dir, "config.json")) or {}
+    data, distill = config.get("data", {}), config.get("distill", {})
+    path = data.get("rationales_path", "")
+    sampled = (read_json_or_none(os.path.join(path, "summary.json")) or {}).get("teacher_tokens", 0) if path else 0
+    scores = "kd" in config.get("train", {}).get("loss_terms", "").split(",") or (
+        config.get("trainer") == "gkd" and distill.get("teacher") != "self")
+    if not scores:
+      return sampled
+    if distill.get("logit_cache"):
+      meta = read_json_or_none(os.path.join(distill["logit_cache"], "meta.json")) or {}
+      return sampled + meta.get("num_rows", 0) * meta.get("max_len", 0)
+    return sampled + config["train"]["steps"] * config["train"]["batch_size"] * data["max_len"]
 
   methods = [
       Method("sft_program", sft_program, "(a) SFT, 300 program rationales"),

@@ -18,6 +18,7 @@ from typing import Any
 import ml_collections
 
 from rr.errors import UserError
+from rr.files import write_atomic
 
 
 class ConfigError(UserError, ValueError):
@@ -403,7 +404,7 @@ def same_run_config(config: ml_collections.ConfigDict, workdir: str) -> bool:
   """Whether the newest config `workdir` ran with (see `save_run_config`) is `config`, so a finished run of it
   need not run again."""
   existing = run_config_files(workdir)
-  return bool(existing) and read_json_or_none(existing[-1]) == _plain_dict(config)
+  return bool(existing) and read_json_or_none(existing[-1]) == plain_dict(config)
 
 
 def _apply_group(into: ml_collections.ConfigDict, overrides: ml_collections.ConfigDict) -> None:
@@ -582,7 +583,7 @@ def save_run_config(config: ml_collections.ConfigDict, workdir: str) -> str:
   """
   import sys
 
-  values = _plain_dict(config)
+  values = plain_dict(config)
   existing = run_config_files(workdir)
   if existing:
     old = read_json_or_none(existing[-1])
@@ -595,11 +596,7 @@ def save_run_config(config: ml_collections.ConfigDict, workdir: str) -> str:
   else:
     path = os.path.join(workdir, RUN_CONFIG)
   os.makedirs(workdir, exist_ok=True)
-  tmp = f"{path}.tmp.{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(values, f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.replace(tmp, path)
+  write_atomic(path, json.dumps(values, indent=2, sort_keys=True) + "\n")
   if existing:
     changed = _changed_keys(old, values) if isinstance(old, dict) else []
     shown = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
@@ -630,7 +627,7 @@ def _merge(into: ml_collections.ConfigDict, values: dict) -> None:
       into[key] = value
 
 
-def _plain_dict(config: ml_collections.ConfigDict) -> dict:
+def plain_dict(config: ml_collections.ConfigDict) -> dict:
   """The config as JSON would read it back (so a resume compares like with like)."""
   return json.loads(json.dumps(config.copy_and_resolve_references().to_dict()))
 

@@ -23,6 +23,7 @@ import re
 import numpy as np
 
 from rr.experiment import WALL_SECONDS, ExperimentError, current_evaluation, curve, run_status
+from rr.files import write_atomic
 
 
 def collect(experiment, shared, runs) -> dict:
@@ -86,8 +87,8 @@ def write(experiment, directory: str, shared, runs) -> list[str]:
   """Writes results.md, results.json and the plots into `directory`; returns the names written."""
   results = collect(experiment, shared, runs)
   plots = [name for name in (plot(experiment, directory, runs, key) for key in experiment.curves) if name]
-  _replace(os.path.join(directory, "results.json"), json.dumps(_plain(results), indent=2, allow_nan=False) + "\n")
-  _replace(os.path.join(directory, "results.md"), markdown(experiment, results, plots))
+  write_atomic(os.path.join(directory, "results.json"), json.dumps(_plain(results), indent=2, allow_nan=False) + "\n")
+  write_atomic(os.path.join(directory, "results.md"), markdown(experiment, results, plots))
   return ["results.md", "results.json", *plots]
 
 
@@ -186,14 +187,6 @@ def plot(experiment, directory: str, runs, key: str) -> str | None:
   plt.close(fig)
   os.replace(tmp, os.path.join(directory, name))
   return name
-
-
-def _replace(path: str, text: str) -> None:
-  """Writes atomically: a kill leaves the old file or the new one, never half."""
-  tmp = f"{path}.tmp.{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
 
 
 def _plain(value):

@@ -19,6 +19,8 @@ import os
 import sys
 from typing import Any
 
+from rr.files import write_atomic
+
 
 class MetricWriter:
 
@@ -121,12 +123,7 @@ class MetricWriter:
 
   def _rewrite(self, rows: list[dict]) -> None:
     """Replaces metrics.jsonl by `rows` atomically: a crash leaves the old file or the new, never half."""
-    tmp = f"{self.metrics_path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-      f.writelines(json.dumps(r) + "\n" for r in rows)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, self.metrics_path)
+    write_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def read_metrics(path: str) -> list[dict]:

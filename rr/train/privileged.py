@@ -39,11 +39,17 @@ class PrivilegedRows:
 
   def __init__(self, tokenizer, examples: Sequence, context: str, completion_width: int):
     self.tokenizer, self.context, self.completion_width = tokenizer, context, completion_width
-    longest = max(len(self.prompt(e)) for e in examples)
-    self.prompt_width = -(-longest // 8) * 8
+    self._prompts = {}  # encoded once per example, not once per step
+    for e in examples:
+      self.prompt(e)
+    self.prompt_width = -(-max(map(len, self._prompts.values())) // 8) * 8
 
   def prompt(self, example) -> list[int]:
-    return self.tokenizer.encode(format_prompt(privileged_question(example, self.context), self.tokenizer))
+    key = (example.question, example.rationale, example.answer)
+    if key not in self._prompts:
+      self._prompts[key] = self.tokenizer.encode(format_prompt(privileged_question(example, self.context),
+                                                               self.tokenizer))
+    return self._prompts[key]
 
   def add_to(self, batch: TrainBatch, examples: Sequence, tokens_NxC: np.ndarray, lengths_N: np.ndarray) -> TrainBatch:
     """`batch` with the privileged rows of its completions `tokens_NxC` (row i continues `examples[i]`)."""

@@ -34,12 +34,13 @@ from typing import Callable, Sequence
 import jax
 from tqdm import tqdm
 
-from rr.config import ConfigError, read_json_or_none, save_run_config
+from rr.config import ConfigError, plain_dict, read_json_or_none, save_run_config
 from rr.data import DataError, decode_completion, encode_prompts, parse_completion
 from rr.data.inputs import load_inputs
 from rr.data.jsonl import load_jsonl
 from rr.data.teacher_data import DATA_FILE
 from rr.eval.scoring import Scored, score
+from rr.files import write_atomic
 from rr.registry import Registry, split_names
 from rr.sampler import Sampler, Sampling
 from rr.sampler.sampler import DEFAULT_PROMPT_BUCKETS
@@ -207,7 +208,7 @@ def strategy(teach) -> Sampling:
 
 def identity(config, teacher: str) -> dict:
   """The settings the records depend on; a workdir holding records of other settings is refused."""
-  plain = json.loads(json.dumps(config.copy_and_resolve_references().to_dict()))
+  plain = plain_dict(config)
   return {"teacher": teacher, "seed": plain["seed"], "data": plain["data"], "tokenizer": plain["tokenizer"],
           "teach": plain["teach"]}
 
@@ -294,16 +295,6 @@ def make_record(example: Example, sample: Sample, question_index: int, provenanc
 
 
 # ------------------------------------------------------------------------------------------ files
-
-
-def write_atomic(path: str, text: str) -> None:
-  """A kill leaves the old file (or none) or the new one, never part of it."""
-  tmp = f"{path}.tmp.{os.getpid()}"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
 
 
 def chunk_path(workdir: str, chunk: int) -> str:
