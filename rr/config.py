@@ -67,6 +67,8 @@ def base_config() -> ml_collections.ConfigDict:
   # trainers; an RL stage reads the gold answers, so it sets this back to "".
   c.data.rationales_path = ""
   c.data.thought_dropout = 0.0  # TON: each SFT row's rationale is an empty <think></think> with this probability
+  # SFT: several short examples per row, each attending only to itself (segment ids), rows filled up to max_len
+  c.data.packing = False
 
   c.tokenizer = ml_collections.ConfigDict()
   c.tokenizer.kind = "char"  # "char" (built in) or "hf" (a local Hugging Face tokenizer directory)
@@ -81,6 +83,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.param_dtype = "float32"  # "bfloat16" keeps float32 master weights in the optimiser state
   c.model.remat = "none"  # activation rematerialisation per layer: none | full | dots (rr.models.REMAT_POLICIES)
   c.model.embed_one_hot = True  # one-hot matmul embedding: faster backward than a gather on XLA:CPU
+  # The attention core: "xla" (einsum + softmax, any backend), "cudnn" (jax.nn.dot_product_attention's fused
+  # cuDNN kernel, GPU only), "auto" (cudnn on a GPU, xla elsewhere)
+  c.model.attention = "auto"
 
   c.optim = ml_collections.ConfigDict()
   c.optim.lr = 1e-3
@@ -102,6 +107,18 @@ def base_config() -> ml_collections.ConfigDict:
   # (sft: nll; grpo: policy, plus kl / entropy / value when rl.kl_beta, rl.entropy_coef or a value-head
   # advantage estimator ask for them). E.g. "policy,kl,my_term" after rr.train.objectives.register_term.
   c.train.loss_terms = ""
+  # Gradient accumulation: each step's batch runs as this many micro-batches of batch_size / micro_batches rows,
+  # whose gradients add up to the full batch's (every term normalised over the whole batch), then one update
+  c.train.micro_batches = 1
+  # Cross-entropy over chunks of this many tokens from the final hidden states (the lm_head applied per chunk,
+  # recomputed in the backward), so float32 B x T x V logits are never held at once; 0 = the plain full logits
+  c.train.loss_chunk_tokens = 0
+
+  c.lora = ml_collections.ConfigDict()  # low-rank adapters over frozen weights (docs/methods.md, "LoRA")
+  c.lora.rank = 0  # 0 = off: every weight trains
+  c.lora.alpha = 16.0  # the adapters' update is (alpha / rank) * A @ B
+  c.lora.targets = "q,k,v,o,gate,up,down"  # projections that get adapters, by module name
+  c.lora.base_dtype = "bfloat16"  # the frozen weights' storage dtype
 
   c.eval = ml_collections.ConfigDict()
   c.eval.num_examples = 500  # held-out examples sampled at each evaluation (<= data.test_size)
@@ -194,9 +211,22 @@ def base_config() -> ml_collections.ConfigDict:
   c.rl.value_clip = 0.2  # ppo: values move at most this far from the rollout's values per batch
   c.rl.whiten_advantages = True  # ppo: advantages to mean 0, std 1 over the batch's active tokens
 
-  c.mesh = ml_collections.ConfigDict()
-  c.mesh.data = -1  # devices on the batch axis; -1 = all that the model axis leaves
-  c.mesh.model = 1  # devices on the tensor-parallel axis
+  c.mesh = ml_collections.ConfigDict()  # rr.sharding: axes ("data", "fsdp", "tensor")
+  c.mesh.data = -1  # devices that split the batch only; -1 = all that fsdp and tensor leave
+  c.mesh.fsdp = 1  # devices that split the batch and each parameter (ZeRO-3 style: gathered at use)
+  c.mesh.tensor = 1  # devices that split heads, MLP and vocabulary (tensor parallel)
+  # Logical axis -> mesh axes ("" = replicated, "data,fsdp" = both). The sampler decodes with these rules less
+  # fsdp (its params gathered once per rollout, not per token).
+  c.mesh.rules = ml_collections.ConfigDict()
+  c.mesh.rules.batch = "data,fsdp"
+  c.mesh.rules.embed = "fsdp"
+  c.mesh.rules.vocab = "tensor"
+  c.mesh.rules.mlp = "tensor"
+  c.mesh.rules.heads = "tensor"
+  c.mesh.rules.kv_heads = "tensor"
+  c.mesh.rules.head_dim = ""
+  c.mesh.rules.norm = ""
+  c.mesh.rules.lora = ""
   return c
 
 

@@ -131,7 +131,7 @@ def test_sharded_step_on_8_devices_matches_one_device(full_run, tmp_path):
   workdir, _ = full_run
   one_device = losses(workdir)
   data_parallel = _subprocess_losses(tmp_path, "dp8", "--config.mesh.data=8")
-  data_and_model = _subprocess_losses(tmp_path, "dp4tp2", "--config.mesh.data=4", "--config.mesh.model=2")
+  data_and_model = _subprocess_losses(tmp_path, "dp4tp2", "--config.mesh.data=4", "--config.mesh.tensor=2")
   for got in (data_parallel, data_and_model):
     assert sorted(got) == sorted(one_device)
     np.testing.assert_allclose([got[s] for s in sorted(got)], [one_device[s] for s in sorted(got)], rtol=2e-5)

@@ -307,7 +307,7 @@ def evaluate(prepared: Prepared, *, ks: Sequence[int], samples: int, temperature
     params = checkpoints.read_params(prepared.step)
     checkpoints.close()
   try:
-    mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
+    mesh = sharding.make_mesh(config.mesh.data, config.mesh.tensor)
   except ValueError as e:
     raise ConfigError(f"config.mesh: {e}") from e
   sampler = Sampler(prepared.model_cfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, mesh=mesh)

@@ -145,7 +145,7 @@ def estimate_kv_cache(model_cfg: models.ModelConfig, *, rows: int, cache_len: in
 
 def _mesh_sizes(config) -> tuple[int, int]:
   """(data, model) devices of the config's mesh; data = -1 means every device the model axis leaves."""
-  model = max(int(config.mesh.model), 1)
+  model = max(int(config.mesh.tensor), 1)
   data = int(config.mesh.data)
   return (max(len(jax.devices()) // model, 1) if data == -1 else data), model
 

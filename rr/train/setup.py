@@ -45,7 +45,7 @@ def build_model_config(config, vocab_size: int) -> models.ModelConfig:
 def build_mesh(config, batch_size: int, batch_key: str = "config.train.batch_size") -> jax.sharding.Mesh:
   """The ("data", "model") mesh; the global batch must split evenly over the data axis."""
   try:
-    mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
+    mesh = sharding.make_mesh(config.mesh.data, config.mesh.tensor)
   except ValueError as e:
     raise ConfigError(f"config.mesh: {e}") from e
   data_devices = mesh.shape["data"]

@@ -30,6 +30,12 @@ def trainable(state: dict[str, Any]) -> Any:
   return state["params"]
 
 
+def untrained(state: dict[str, Any]) -> dict[str, Any]:
+  """The state's trees the objective reads but the optimiser never updates, by name, passed to the objective
+  with the frozen models: {} for a full fine-tune."""
+  return {}
+
+
 def with_trainable(state: dict[str, Any], new: Any) -> dict[str, Any]:
   """`state` with the trees of `trainable(state)` replaced by `new`."""
   return {**state, **new} if "value_head" in state else {**state, "params": new}

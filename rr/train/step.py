@@ -21,7 +21,7 @@ import optax
 
 from rr import sharding
 from rr.train.precision import float32_norm
-from rr.train.state import trainable, with_trainable
+from rr.train.state import trainable, untrained, with_trainable
 
 Objective = Callable[[Any, Any, Any, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
 
@@ -38,6 +38,7 @@ def make_train_step(objective: Objective, optimizer: optax.GradientTransformatio
 
   def step(state, batch, frozen):
     rng = jax.random.fold_in(jax.random.key(seed), state["step"])
+    frozen = {**frozen, **untrained(state)}  # e.g. the weights LoRA adapters sit on
     (loss, metrics), grads = jax.value_and_grad(objective, has_aux=True)(trainable(state), batch, frozen, rng)
     grad_norm = float32_norm(grads)
     finite = {name: jnp.all(jnp.isfinite(value)) for name, value in
