@@ -7,11 +7,14 @@ learning rate 1e-5. It times `rr.train.grpo.GRPOStep`, the object the trainer's 
 decoding, scoring, batch layout, the jitted prepare (advantages) and update are all inside the timed step, which
 ends when the update's metrics are back on the host (the update itself is dispatched asynchronously). Reports the
 median of `--steps` steps after two warm-up steps (the first compiles), with the sampling / scoring / training
-split (training: the rest of the step after sampling and scoring).
+split (training: the rest of the step after sampling and scoring), and the training part's MFU: the model
+FLOPs of a plain forward + backward over all B x width tokens (benchmarks/flops.py), so the shared-prompt forward's
+saving shows as speed, not as fewer FLOPs.
 
 Peers, same machine state (TRL in a venv with torch + trl + datasets; Tunix in its own venv):
   python ../shared/bench/hf_peer.py --size tiny --what grpo && python benchmarks/grpo_step.py --size tiny
   "$TUNIX_VENV/bin/python" ../shared/bench/tunix_peer.py --size tiny --what grpo
+On a GPU: --size qwen0.5b --dtype bfloat16 (peer: --dtype bfloat16); benchmarks/gpu_all.sh runs both.
 """
 import argparse
 import json
@@ -25,6 +28,7 @@ import jax
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # rr without installing it
+from benchmarks import flops
 from rr.config import base_config
 from rr.models import Decoder, model_config
 from rr.rewards import Combination, RowReward
@@ -35,7 +39,7 @@ from rr.train.optimizer import make_optimizer
 from rr.train.state import init_train_state
 
 # --size as in hf_peer.py: (rr preset, vocab)
-SIZES = {"tiny": ("qwen2-tiny", 512), "small": ("qwen2-small", 4096)}
+SIZES = {"tiny": ("qwen2-tiny", 512), "small": ("qwen2-small", 4096), "qwen0.5b": ("qwen2-0.5b", 151936)}
 PROMPT_LEN = 16
 
 
@@ -62,6 +66,11 @@ def main():
   ap.add_argument("--steps", type=int, default=6, help="timed steps, after two warm-up steps")
   ap.add_argument("--embed-one-hot", type=int, default=None, choices=[0, 1],
                   help="one-hot matmul embedding (1) or a gather (0); default 1 on CPU, 0 elsewhere")
+  ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                  help="compute dtype; params stay float32 (rr's mixed precision)")
+  ap.add_argument("--remat", default="none", choices=["none", "full", "dots"])
+  ap.add_argument("--attention", default="auto", choices=["auto", "xla", "cudnn"], help="model.attention")
+  flops.add_peak_args(ap)
   a = ap.parse_args()
   one_hot = jax.default_backend() == "cpu" if a.embed_one_hot is None else bool(a.embed_one_hot)
 
@@ -69,7 +78,7 @@ def main():
   rl = config.rl
   rl.prompts_per_step, rl.group_size, rl.max_new_tokens = 2, 8, 32
   config.optim.lr, config.optim.warmup_steps = 1e-5, 0
-  cfg = model_config(*SIZES[a.size], embed_one_hot=one_hot)
+  cfg = model_config(*SIZES[a.size], embed_one_hot=one_hot, dtype=a.dtype, remat=a.remat, attention=a.attention)
   mesh = make_mesh()
   optimizer = make_optimizer(config.optim, total_steps=1000, param_dtype=cfg.param_dtype)
   state, shardings = init_train_state(cfg, optimizer, mesh, seed=0)
@@ -98,13 +107,20 @@ def main():
       lengths.append(m["train/completions/mean_length"])
   med = statistics.median(times)
   sampling, scoring, training = (statistics.median(s) for s in zip(*splits))
+  width = PROMPT_LEN + rl.max_new_tokens
+  train_flops = (rl.prompts_per_step * rl.group_size * width
+                 * flops.train_flops_per_token(cfg, flops.matmul_params(state["params"]), width))
+  peaks = flops.device_peaks(a)
   print(json.dumps({
       "what": "grpo", "impl": "rr", "size": a.size, "device": jax.devices()[0].platform, "jax": jax.__version__,
+      "dtype": a.dtype, "remat": a.remat, "attention": a.attention,
       "params": sum(x.size for x in jax.tree.leaves(state["params"])), "embed_one_hot": cfg.embed_one_hot,
       "completions_per_step": rl.prompts_per_step * rl.group_size, "prompt_len": PROMPT_LEN,
       "completion_len": rl.max_new_tokens, "mean_completion_tokens": float(np.mean(lengths)),
       "mean_reward": float(np.mean(rewards)), "steps": a.steps, "step_s": times, "median_s_per_step": med,
-      "median_s_sampling": sampling, "median_s_scoring": scoring, "median_s_training": training}), flush=True)
+      "median_s_sampling": sampling, "median_s_scoring": scoring, "median_s_training": training,
+      "train_flops": train_flops, "flops_formula": flops.TRAIN_FLOPS_FORMULA, **peaks,
+      "mfu_training": flops.mfu(train_flops / training, peaks) if training > 0 else None}), flush=True)
 
 
 if __name__ == "__main__":

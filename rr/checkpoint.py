@@ -13,7 +13,13 @@ lists a step only under its final name (step.py, StandardNameFormat._build_metad
 run killed mid-save therefore leaves that temporary directory behind, which is never listed, restored or
 counted as the latest step: a resume starts from the last complete one. orbax's own cleanup of temporary
 directories on start is off, and when the run saves that step again rr first moves the leftover aside to
-`<step>.unfinished-<time>/` (orbax would remove it to make room for the new write).
+`<step>.unfinished-<time>/` (orbax would remove it to make room for the new write). On gs:// orbax writes into
+`<step>/` itself and commits with its commit_success.txt (atomicity_defaults.py: CommitFileTemporaryPath), so
+there is no temporary directory to keep there.
+
+Every process of a multi-process job opens the same directory and calls `save` and `restore` with the same
+step: orbax coordinates them (each writes its shards; the primary host, process 0, writes the JSON record and
+the metadata and commits). Directories may be URIs (rr.files): orbax reads them through etils.epath as well.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from rr import files
 from rr.errors import UserError
 
 # How orbax names a step directory still being written (orbax/checkpoint/_src/path/atomicity_types.py).
@@ -57,9 +64,9 @@ def find_checkpoints_dir(path: str) -> str:
   if os.path.basename(os.path.normpath(path)) == "checkpoints":
     return path
   nested = os.path.join(path, "checkpoints")
-  if os.path.isdir(nested) or not os.path.isdir(path):
+  if files.isdir(nested) or not files.isdir(path):
     return nested
-  has_steps = any(name.isdigit() and os.path.isdir(os.path.join(path, name)) for name in os.listdir(path))
+  has_steps = any(name.isdigit() and files.isdir(os.path.join(path, name)) for name in files.listdir(path))
   return path if has_steps else nested
 
 
@@ -69,13 +76,13 @@ def directory_kind(path: str) -> str:
   is this directory" for evaluation, conversion and frozen models."""
   from rr.config import is_run_config_file
 
-  if not os.path.isdir(path):
+  if not files.isdir(path):
     return ""
-  if os.path.isdir(os.path.join(path, "checkpoints")) or any(
-      name.isdigit() and os.path.isdir(os.path.join(path, name)) for name in os.listdir(path)):
+  if files.isdir(os.path.join(path, "checkpoints")) or any(
+      name.isdigit() and files.isdir(os.path.join(path, name)) for name in files.listdir(path)):
     return "rr"
   config_json = os.path.join(path, "config.json")
-  return "hf" if os.path.isfile(config_json) and not is_run_config_file(config_json) else ""
+  return "hf" if files.isfile(config_json) and not is_run_config_file(config_json) else ""
 
 
 class CheckpointError(UserError):
@@ -87,9 +94,9 @@ class Checkpoints:
   then neither created nor written."""
 
   def __init__(self, directory: str, keep: int = 0, read_only: bool = False):
-    self.directory = os.path.abspath(directory)
+    self.directory = files.absolute(directory)
     self.read_only = read_only
-    if os.path.exists(self.directory) and not os.path.isdir(self.directory):
+    if files.exists(self.directory) and not files.isdir(self.directory):
       raise CheckpointError(f"checkpoint path {self.directory} exists and is not a directory")
     for other in [c for c in _OPEN if c.directory == self.directory]:  # a rerun in this process: see its saves
       try:
@@ -100,7 +107,8 @@ class Checkpoints:
     options = ocp.CheckpointManagerOptions(max_to_keep=keep or None, create=not read_only, read_only=read_only,
                                            enable_async_checkpointing=True, cleanup_tmp_directories=False)
     try:
-      self._manager = ocp.CheckpointManager(self.directory, options=options)
+      self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers={
+          "state": ocp.StandardCheckpointHandler(), "record": ocp.JsonCheckpointHandler()})
     except Exception as e:  # orbax reads step folders here: a broken one surfaces now
       raise CheckpointError(f"cannot read checkpoints in {self.directory}: {type(e).__name__}: {e}. "
                             "Move that directory aside or pass another --workdir.") from e
@@ -138,7 +146,7 @@ class Checkpoints:
     """Moves a crash's leftover `<step>.orbax-checkpoint-tmp` aside before orbax writes that step again,
     since orbax would delete it first."""
     leftover = os.path.join(self.directory, f"{step}{TMP_SUFFIX}")
-    if jax.process_index() != 0 or not os.path.isdir(leftover):
+    if jax.process_index() != 0 or files.is_uri(leftover) or not os.path.isdir(leftover):
       return
     self.wait()  # our own save in flight is another step; never move under it
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -174,20 +182,41 @@ class Checkpoints:
                             "move it aside (rr never deletes checkpoints) or pass another --workdir.") from e
     return _in_layout_of(abstract_state, restored["state"], f"{self.directory}/{step}")
 
-  def read_params(self, step: int) -> Any:
-    """The params of `step` as saved (host arrays, orbax's own container types), without a target."""
+  def read_state(self, step: int) -> Any:
+    """The whole state of `step` as saved (orbax's own container types) on this process's first device, whatever
+    devices and processes saved it (a multi-host run's checkpoint read by one process)."""
     self.wait()
     try:
-      restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+      device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+      target = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device),
+                            self._manager.item_metadata(step)["state"])
+      restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
     except Exception as e:
       raise CheckpointError(f"checkpoint {self.directory}/{step} could not be read ({type(e).__name__}: "
                             f"{str(e)[:300]}); it may be corrupt") from e
-    return restored["state"]["params"]
+    return restored["state"]
+
+  def read_params(self, step: int) -> Any:
+    """The params of `step` as saved: a LoRA run's base without its adapters (see policy_params)."""
+    return self.read_state(step)["params"]
+
+  def policy_params(self, step: int, like: Any = None) -> Any:
+    """The params checkpoint `step` computes with: its params, merged with its LoRA adapters when it has them
+    (rr.models.state_params), so an export, an evaluation, a frozen model or a run started from it never sees a
+    LoRA run's base alone. Host arrays as saved, or placed like `like` (ShapeDtypeStructs with shardings)."""
+    from rr.models import state_params
+
+    if "lora" not in self.read_record(step):
+      return self.read_params(step) if like is None else self.restore_params(step, like)
+    params = state_params(self.read_state(step))
+    return params if like is None else self._placed_like(params, like, step)
 
   def restore_params(self, step: int, like_params: Any) -> Any:
     """Only the params of `step`, placed like `like_params` (e.g. to start RL from an SFT run)."""
-    raw = self.read_params(step)
-    params = _in_layout_of(like_params, raw, f"{self.directory}/{step}")
+    return self._placed_like(self.read_params(step), like_params, step)
+
+  def _placed_like(self, params: Any, like_params: Any, step: int) -> Any:
+    params = _in_layout_of(like_params, params, f"{self.directory}/{step}")
     return jax.tree.map(lambda x, like: jax.device_put(x, like.sharding).astype(like.dtype), params, like_params)
 
   def close(self) -> None:

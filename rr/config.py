@@ -18,7 +18,7 @@ from typing import Any
 import ml_collections
 
 from rr.errors import UserError
-from rr.files import write_atomic
+from rr import files
 
 
 class ConfigError(UserError, ValueError):
@@ -29,7 +29,10 @@ DATA_SOURCES = ("task", "jsonl", "parquet", "tfds")
 DATA_FORMATS = ("rationale", "gsm8k", "math", "choice")
 MODEL_DTYPES = ("float32", "bfloat16")
 REMAT_POLICIES = ("none", "full", "dots")  # rr.models.decoder maps each to a jax.checkpoint policy
+ATTENTION_IMPLEMENTATIONS = ("auto", "xla", "cudnn")  # rr.models.layers
 PRIVILEGED_CONTEXTS = ("solution", "answer")  # what a privileged self-teacher reads (config.distill.teacher="self")
+MESH_AXES = ("data", "fsdp", "tensor")  # rr.sharding's mesh; config.mesh.rules name these
+LORA_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")  # rr.models.lora.TARGETS: the projections LoRA adapts
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -316,6 +319,10 @@ def validate(config: ml_collections.ConfigDict, source: str = "config") -> None:
   _check_choice(config, "model.dtype", MODEL_DTYPES)
   _check_choice(config, "model.param_dtype", MODEL_DTYPES)
   _check_choice(config, "model.remat", REMAT_POLICIES)
+  _check_choice(config, "model.attention", ATTENTION_IMPLEMENTATIONS)
+  if config.train.micro_batches < 1 or config.train.loss_chunk_tokens < 0:
+    raise ConfigError(f"config.train.micro_batches={config.train.micro_batches} must be >= 1 and "
+                      f"config.train.loss_chunk_tokens={config.train.loss_chunk_tokens} >= 0 (0 = full logits)")
   _check_choice(config, "distill.privileged_context", PRIVILEGED_CONTEXTS)
   for key, low, high in (("data.thought_dropout", 0.0, 1.0), ("distill.alpha", 0.0, 1.0),
                          ("distill.on_policy", 0.0, 1.0)):
@@ -334,7 +341,49 @@ def validate(config: ml_collections.ConfigDict, source: str = "config") -> None:
   if config.eval.num_examples > config.data.test_size and config.data.source == "task":
     raise ConfigError(f"config.eval.num_examples={config.eval.num_examples} exceeds "
                       f"config.data.test_size={config.data.test_size}; lower the first or raise the second")
+  _check_mesh(config)
+  _check_lora(config)
   _check_stages(config)
+
+
+def mesh_rule_axes(value: str) -> tuple[str, ...]:
+  """The mesh axes a config.mesh.rules value names: "" -> (), "data,fsdp" -> ("data", "fsdp")."""
+  return tuple(axis.strip() for axis in value.split(",") if axis.strip())
+
+
+def _check_mesh(config) -> None:
+  """Mesh sizes a mesh can have and rules that name its axes, refused before any device is touched."""
+  if config.mesh.data != -1 and config.mesh.data < 1:
+    raise ConfigError(f"config.mesh.data={config.mesh.data} must be >= 1, or -1 for every device that "
+                      "config.mesh.fsdp and config.mesh.tensor leave")
+  for key in ("fsdp", "tensor"):
+    if config.mesh[key] < 1:
+      raise ConfigError(f"config.mesh.{key}={config.mesh[key]} must be >= 1 (1 = that axis splits nothing)")
+  for name, value in config.mesh.rules.items():
+    axes = mesh_rule_axes(value)
+    unknown = [axis for axis in axes if axis not in MESH_AXES]
+    if unknown or len(set(axes)) != len(axes):
+      raise ConfigError(f"config.mesh.rules.{name}={value!r} must be '' (replicated) or distinct mesh axes from "
+                        f"{MESH_AXES}, comma-separated (e.g. 'data,fsdp')")
+
+
+def _check_lora(config) -> None:
+  """LoRA settings a run can build adapters from, refused before any work."""
+  lora = config.lora
+  if lora.rank < 0:
+    raise ConfigError(f"config.lora.rank={lora.rank} must be >= 0 (0 = no adapters: every weight trains)")
+  _check_choice(config, "lora.base_dtype", MODEL_DTYPES)
+  if lora.rank == 0:
+    return
+  targets = [name.strip() for name in lora.targets.split(",") if name.strip()]
+  unknown = [name for name in targets if name not in LORA_TARGETS]
+  if unknown or not targets:
+    close = difflib.get_close_matches(unknown[0], LORA_TARGETS, n=1) if unknown else []
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ConfigError(f"config.lora.targets={lora.targets!r} names {unknown or 'no projection'}{hint}; with "
+                      f"config.lora.rank={lora.rank} set it to comma-separated names among {', '.join(LORA_TARGETS)}")
+  if lora.alpha <= 0:
+    raise ConfigError(f"config.lora.alpha={lora.alpha} must be > 0: the adapters' update is alpha / rank * A @ B")
 
 
 def _check_choice(config, dotted: str, choices: tuple) -> None:
@@ -581,24 +630,19 @@ def run_config_files(workdir: str) -> list[str]:
   """The resolved configs a workdir has run with, oldest first: config.json, then config.2.json, ...
   (written when a resume's config differs; see `save_run_config`)."""
   found = []
-  if os.path.isfile(os.path.join(workdir, RUN_CONFIG)):
+  if files.isfile(os.path.join(workdir, RUN_CONFIG)):
     found.append((1, os.path.join(workdir, RUN_CONFIG)))
-  if os.path.isdir(workdir):
-    for name in os.listdir(workdir):
-      middle = name[len("config."):-len(".json")] if name.startswith("config.") and name.endswith(".json") else ""
-      if middle.isdigit() and int(middle) >= 2:
-        found.append((int(middle), os.path.join(workdir, name)))
+  for name in files.listdir(workdir):
+    middle = name[len("config."):-len(".json")] if name.startswith("config.") and name.endswith(".json") else ""
+    if middle.isdigit() and int(middle) >= 2:
+      found.append((int(middle), os.path.join(workdir, name)))
   return [path for _, path in sorted(found)]
 
 
 def is_run_config_file(path: str) -> bool:
   """Whether `path` is a config.json rr wrote (a dict with `trainer` and a `data` group), not a Hugging Face
   model's config.json of the same name; never raises."""
-  try:
-    with open(path) as f:
-      data = json.load(f)
-  except (OSError, ValueError):
-    return False
+  data = read_json_or_none(path)
   return isinstance(data, dict) and "trainer" in data and isinstance(data.get("data"), dict)
 
 
@@ -620,13 +664,13 @@ def save_run_config(config: ml_collections.ConfigDict, workdir: str) -> str:
     if old == values:
       return existing[-1]
     number = len(existing) + 1
-    while os.path.exists(os.path.join(workdir, f"config.{number}.json")):
+    while files.exists(os.path.join(workdir, f"config.{number}.json")):
       number += 1
     path = os.path.join(workdir, f"config.{number}.json")
   else:
     path = os.path.join(workdir, RUN_CONFIG)
-  os.makedirs(workdir, exist_ok=True)
-  write_atomic(path, json.dumps(values, indent=2, sort_keys=True) + "\n")
+  files.makedirs(workdir)
+  files.write_atomic(path, json.dumps(values, indent=2, sort_keys=True) + "\n")
   if existing:
     changed = _changed_keys(old, values) if isinstance(old, dict) else []
     shown = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
@@ -665,8 +709,7 @@ def plain_dict(config: ml_collections.ConfigDict) -> dict:
 def read_json_or_none(path: str):
   """The JSON at `path`, or None when it is missing or unreadable (a file rr may or may not have written yet)."""
   try:
-    with open(path, encoding="utf-8") as f:
-      return json.load(f)
+    return json.loads(files.read_text(path))
   except (OSError, ValueError):
     return None
 

@@ -4,7 +4,8 @@
   python -m rr.convert --from WORKDIR --to-hf HF_DIR     the latest rr checkpoint as an HF directory
                        [--dtype bfloat16]               ... with bfloat16 weights (default float32)
 
-WORKDIR is a run's --workdir (or its checkpoints/ directory). A run that used a Hugging Face tokenizer recorded
+WORKDIR is a run's --workdir (or its checkpoints/ directory); a LoRA run's adapters are merged into the exported
+weights (rr.checkpoint.Checkpoints.policy_params). A run that used a Hugging Face tokenizer recorded
 its directory; --to-hf copies its tokenizer files (and generation_config.json) beside the weights, so the result
 loads as a whole model in transformers or vLLM. Nothing is written over: an existing rr
 checkpoint or HF model at the target stops the command with one line (exit 2), as does an unreadable source.
@@ -93,7 +94,8 @@ def rr_to_hf(workdir: str, hf_dir: str, dtype: str = "float32") -> str:
     cfg = models.ModelConfig(**record["model"])
   except (KeyError, TypeError, ValueError) as e:
     raise ConvertError(f"--from {source}/{step} has an unreadable model record ({e}); was it written by rr?") from e
-  params = checkpoints.read_params(step)
+
+  params = checkpoints.policy_params(step)
   checkpoints.close()
   try:
     models.to_hf(cfg, params, hf_dir, dtype)

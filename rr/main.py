@@ -10,7 +10,7 @@ import os
 import sys
 import tempfile
 
-from rr import cli
+from rr import cli, files
 
 USAGE = ("usage: python -m rr.main --config configs/<name>.py[:arg] [--config.KEY=VALUE ...] [--workdir DIR]\n"
          "  e.g. python -m rr.main --config configs/default.py:runlocal --config.train.steps=50 --workdir /tmp/run")
@@ -46,10 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     if workdir is None:
       workdir = tempfile.mkdtemp(prefix="rr_run_")
       print(f"rr: no --workdir given; writing to {workdir}", file=sys.stderr)
+    files.check_storage(workdir)  # a gs:// workdir without gcsfs: one error now, not a local "gs:" folder
     if os.environ.get("RR_DISTRIBUTED") == "1":  # set by launch/: one process per host or GPU
       initialize_distributed()
     from rr import train  # imported late: jax start-up is not needed to report a config typo
-    train.run(config, os.path.abspath(workdir))
+    train.run(config, files.absolute(workdir))
 
   return cli.exit_status(body)
 

@@ -82,7 +82,7 @@ def test_another_vocabulary_stops_before_any_array_is_read(teacher_run, monkeypa
   def no_read(*args, **kwargs):
     raise AssertionError("params were read before the vocabulary check")
 
-  monkeypatch.setattr(Checkpoints, "read_params", no_read)
+  monkeypatch.setattr(Checkpoints, "read_state", no_read)
   monkeypatch.setattr(Checkpoints, "restore", no_read)
   with pytest.raises(CheckpointError) as e:
     load_frozen(workdir, sharding.make_mesh(), vocab_size=VOCAB + 2)
@@ -127,20 +127,20 @@ import sys
 import jax, numpy as np
 from rr import sharding
 from rr.train.frozen import load_frozen
-mesh = sharding.make_mesh(data=2, model=2)
+mesh = sharding.make_mesh(data=2, tensor=2)
 frozen = load_frozen(sys.argv[1], mesh, vocab_size=int(sys.argv[2]))
 want = np.load(sys.argv[3])
 for path, x in jax.tree_util.tree_leaves_with_path(frozen.params):
   np.testing.assert_array_equal(np.asarray(x), want[jax.tree_util.keystr(path)])
   assert x.sharding.mesh == mesh
-split = [x for x in jax.tree.leaves(frozen.params) if any("model" in (a if isinstance(a, tuple) else (a,))
+split = [x for x in jax.tree.leaves(frozen.params) if any("tensor" in (a if isinstance(a, tuple) else (a,))
                                                            for a in x.sharding.spec)]
 assert split and all(s.data.size * 2 == x.size for x in split for s in x.addressable_shards), "nothing split"
 print("ok", len(split))
 """
 
 
-def test_a_frozen_model_is_split_over_the_mesh_model_axis(teacher_run, tmp_path):
+def test_a_frozen_model_is_split_over_the_mesh_tensor_axis(teacher_run, tmp_path):
   workdir, want = teacher_run
   np.savez(tmp_path / "want.npz", **{jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_leaves_with_path(want)})
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -226,13 +226,13 @@ def test_config_from_hf_reads_older_rope_scaling_and_names_unsupported_rope_type
     config_from_hf({**base, "rope_parameters": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0}})
 
 
-# Loads a HF directory onto a data=4 x model=2 mesh of forced CPU devices and checks it against the plain load.
+# Loads a HF directory onto a data=4 x tensor=2 mesh of forced CPU devices and checks it against the plain load.
 MESH_SCRIPT = r"""
 import json, sys
 import jax, jax.numpy as jnp, numpy as np
 from rr import models, sharding
 
-mesh = sharding.make_mesh(4, 2)
+mesh = sharding.make_mesh(data=4, tensor=2)
 out = {}
 for path in sys.argv[1:]:
   cfg, plain = models.from_hf(path)
@@ -277,7 +277,7 @@ def test_from_hf_puts_each_tensor_straight_into_its_sharding_on_a_mesh(tmp_path)
                           text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   report = json.loads(result.stdout.strip().splitlines()[-1])
-  for path in paths:  # the model axis really splits params (vocab, heads, mlp), not only replicates them
+  for path in paths:  # the tensor axis really splits params (vocab, heads, mlp), not only replicates them
     assert report[path]["split"] >= 6, report
 
 

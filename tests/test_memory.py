@@ -1,5 +1,6 @@
 """rr.train.memory against what XLA allocates for the compiled SFT step, the real KV cache, and its CLI."""
 
+import functools
 import os
 
 import jax
@@ -24,8 +25,9 @@ def nbytes(tree) -> int:
   return sum(int(np.prod(x.shape)) * jnp.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
 
 
-def compiled_step(cfg, batch, seq):
-  """(XLA memory analysis of the jitted SFT step, state bytes, batch bytes, bytes autodiff saves)."""
+def compiled_step(cfg, batch, seq, config=None):
+  """(XLA memory analysis of the jitted SFT step, state bytes, batch bytes, bytes autodiff saves); `config`
+  sets the step's train.micro_batches and train.loss_chunk_tokens."""
   mesh = sharding.make_mesh()
   optimizer = make_optimizer(base_config().optim, 100, cfg.param_dtype)
   shardings = state_shardings(cfg, optimizer, mesh)
@@ -34,7 +36,7 @@ def compiled_step(cfg, batch, seq):
            "opt_state": jax.eval_shape(optimizer.init, params)}
   rows = {"tokens": jnp.int32, "positions": jnp.int32, "loss_mask": jnp.float32}
   host = {k: jax.ShapeDtypeStruct((batch, seq), d) for k, d in rows.items()}
-  step = make_sft_step(models.Decoder(cfg), optimizer, shardings, mesh)
+  step = make_sft_step(models.Decoder(cfg), optimizer, shardings, mesh, config)
   analysis = step.lower(state, sft_batch(host), {}).compile()
   return analysis.memory_analysis(), nbytes(state), nbytes(host), _saved_residual_bytes(cfg, params, batch, seq)
 
@@ -80,16 +82,43 @@ def test_param_and_kv_cache_counts_are_exact():
   cfg = models.model_config("nano", vocab_size=48, dtype="bfloat16")
   params = jax.eval_shape(lambda: models.init_params(cfg, jax.random.key(0)))
   assert memory.param_elements(cfg) == count_params(params) == 80512 / 4
-  # nano: D 32, F 64, 4 heads / 2 kv heads of 8. The model axis splits vocab, heads, kv heads and MLP, not
-  # the norms (3 per 2 layers = 5 x 32) or anything of width D alone.
+  # nano: D 32, F 64, 4 heads / 2 kv heads of 8. The tensor axis splits vocab, heads, kv heads and MLP, not
+  # the norms (3 per 2 layers = 5 x 32) or anything of width D alone; fsdp splits D (the embedding width) too.
   D, F, V, L = 32, 64, 48, 2
-  per_layer = (D * 4 * 8 + 2 * D * 2 * 8 + 4 * 8 * D) / 2 + 3 * D * F / 2 + 2 * D
-  assert memory.param_elements(cfg, mesh_model=2) == V * D / 2 + L * per_layer + D
+  attention, mlp = D * 4 * 8 + 2 * D * 2 * 8 + 4 * 8 * D, 3 * D * F
+  assert memory.param_elements(cfg, mesh={"tensor": 2}) == V * D / 2 + L * (attention / 2 + mlp / 2 + 2 * D) + D
+  assert memory.param_elements(cfg, mesh={"data": 4, "fsdp": 2, "tensor": 2}) == (
+      V * D / 4 + L * (attention / 4 + mlp / 4 + 2 * D) + D)
   cache = models.init_cache(cfg, 6, 40)
   assert memory.estimate_kv_cache(cfg, rows=6, cache_len=40) == nbytes(cache) - 4  # less the int32 `end`
   kv, pos = nbytes([cache["k"], cache["v"]]), nbytes(cache["pos"])
-  # k and v split over rows (data) and kv heads (model), the slot positions over rows only.
-  assert memory.estimate_kv_cache(cfg, rows=6, cache_len=40, mesh_data=2, mesh_model=2) == kv / 4 + pos / 2
+  # k and v split over rows (data and fsdp) and kv heads (tensor), the slot positions over rows only.
+  assert memory.estimate_kv_cache(cfg, rows=6, cache_len=40, mesh={"data": 2, "tensor": 2}) == kv / 4 + pos / 2
+  cache = models.init_cache(cfg, 8, 40)
+  kv, pos = nbytes([cache["k"], cache["v"]]), nbytes(cache["pos"])
+  assert memory.estimate_kv_cache(cfg, rows=8, cache_len=40, mesh={"data": 2, "fsdp": 2, "tensor": 2}) == (
+      kv / 8 + pos / 4)  # the sampler's rules: fsdp splits rows, not params
+
+
+@functools.lru_cache(maxsize=1)
+def _whole_step_temp_bytes(cfg) -> int:
+  return compiled_step(cfg, 8, 128)[0].temp_size_in_bytes
+
+
+@pytest.mark.parametrize("micro_batches, chunk", [(4, 0), (1, 64)])
+def test_micro_batches_and_loss_chunks_shrink_the_compiled_step_as_estimated(micro_batches, chunk):
+  cfg = models.model_config("nano", vocab_size=2048)  # a vocabulary-heavy shape: the logits matter
+  config = base_config()
+  config.train.micro_batches, config.train.loss_chunk_tokens = micro_batches, chunk
+  whole = _whole_step_temp_bytes(cfg)
+  split = compiled_step(cfg, 8, 128, config)[0].temp_size_in_bytes
+  est_whole = memory.estimate_memory(cfg, batch_size=8, seq_len=128)
+  est = memory.estimate_memory(cfg, batch_size=8, seq_len=128, micro_batches=micro_batches, loss_chunk_tokens=chunk)
+  kept = lambda e: e["activations"] + e["logits"] + e.get("accumulator", 0)
+  print(f"\nmicro {micro_batches} chunk {chunk}: XLA temp {whole / 2**20:.2f} -> {split / 2**20:.2f} MiB, "
+        f"estimate {kept(est_whole) / 2**20:.2f} -> {kept(est) / 2**20:.2f} MiB")
+  assert split < 0.6 * whole and kept(est) < 0.6 * kept(est_whole)
+  assert 0.5 < kept(est) / split < 2.0
 
 
 def test_remat_and_bf16_shrink_the_estimate_where_they_should():
@@ -105,9 +134,15 @@ def test_remat_and_bf16_shrink_the_estimate_where_they_should():
   assert est["none"]["master"] == 0 and est["none"]["optimizer"] == bf16["optimizer"] == 8 * n
   # T x T scores dominate at 1024 tokens: float32 masked scores and exp, the softmax, the bool mask per layer.
   assert bf16["activations"] < est["none"]["activations"]
-  half = memory.estimate_memory(models.model_config("qwen3-0.6b", **shape), batch_size=8, seq_len=1024,
-                                mesh_data=2, mesh_model=2)
-  assert half["logits"] * 4 == est["none"]["logits"]  # rows over data, vocab over model
+  for mesh in ({"data": 2, "tensor": 2}, {"fsdp": 2, "tensor": 2}):
+    split = memory.estimate_memory(models.model_config("qwen3-0.6b", **shape), batch_size=8, seq_len=1024, mesh=mesh)
+    assert split["logits"] * 4 == est["none"]["logits"]  # rows over data (or fsdp), vocab over tensor
+    assert split["optimizer"] == 8 * memory.param_elements(models.model_config("qwen3-0.6b", **shape), mesh)
+  # ZeRO-3: fsdp splits the params and moments that data alone replicates, and the rows as data does.
+  data, fsdp = (memory.estimate_memory(models.model_config("qwen3-0.6b", **shape), batch_size=8, seq_len=1024,
+                                       mesh={axis: 4}) for axis in ("data", "fsdp"))
+  assert data["activations"] == fsdp["activations"] and data["optimizer"] == est["none"]["optimizer"]
+  assert fsdp["optimizer"] < data["optimizer"] / 3
 
 
 def test_cli_prints_the_sft_and_rl_steps_and_the_rollout_cache(capsys):

@@ -69,7 +69,7 @@ def test_make_optimizer_wraps_only_low_precision_params_and_the_master_shares_th
   assert {x.dtype for x in jax.tree.leaves(opt_state)} - {jnp.dtype(jnp.int32)} == {jnp.dtype(jnp.float32)}
   # The master (and AdamW's moments) take the sharding of the param they track.
   assert opt_shardings.master["params"] == shardings["params"]
-  assert opt_shardings.master["params"]["embed"]["embedding"].spec == jax.sharding.PartitionSpec("model", None)
+  assert opt_shardings.master["params"]["embed"]["embedding"].spec == jax.sharding.PartitionSpec("tensor", "fsdp")
   mu = opt_shardings.inner[1][0].mu  # chain(clip, adamw): adamw = chain(scale_by_adam, ...)
   assert mu["params"] == shardings["params"]
 

@@ -3,6 +3,7 @@ cache (rr.models.forward, unpadded, eager) and numpy re-implementations of the
 sampling filters. A tiny model keeps every compile to a few seconds.
 """
 
+import functools
 import json
 import os
 import pickle
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from rr.models import forward, init_params, model_config
-from rr.sampler import Greedy, Sampler, Sampling
+from rr.sampler import Greedy, Sampler, Sampling, decode
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VOCAB = 40
@@ -210,6 +211,35 @@ def test_eos_stops_each_row_at_its_first_eos(cfg, params, greedy_out):
     assert out.lengths[0] <= 3
 
 
+def test_the_loop_stops_once_every_row_has_stopped(cfg, params, greedy_out):
+    """decode.generate_with_steps' step count: the loop runs until its last live row emits eos, not to
+    max_new_tokens, and the samples are those of the loop that ran to the end."""
+    row = greedy_out.tokens[1]  # prompt 1's greedy continuation (EOS never came)
+    eos = int(row[1])
+    stop = int(np.flatnonzero(row == eos)[0]) + 1
+    others = [i for i in (0, 2) if eos not in greedy_out.tokens[i]]
+    assert stop < MAX_NEW and others, "pick another eos: one row must stop early and one run to the end"
+
+    def packed(prompt_ids):
+        """Three rows left-padded to the prompt bucket 16, plus a dummy row (starts stopped), as the Sampler packs."""
+        tokens, positions = np.full((4, 16), PAD, np.int32), np.full((4, 16), -1, np.int32)
+        for r, i in enumerate(prompt_ids):
+            tokens[r, 16 - len(PROMPTS[i]):] = PROMPTS[i]
+            positions[r, 16 - len(PROMPTS[i]):] = np.arange(len(PROMPTS[i]))
+        positions[3, -1] = 0
+        return tokens, positions, np.array(prompt_ids + [0], np.int32), np.array([True] * 3 + [False])
+
+    run = jax.jit(functools.partial(decode.generate_with_steps, cfg=cfg, strategy=Greedy(), max_new_tokens=MAX_NEW,
+                                    num_samples=1, eos_id=eos, pad_id=PAD))
+    early, early_steps = run(params, *packed([1, 1, 1]), jax.random.key(0))
+    full, full_steps = run(params, *packed([1, 1, others[0]]), jax.random.key(0))
+    assert int(early_steps) == stop and int(full_steps) == MAX_NEW
+    np.testing.assert_array_equal(early["lengths"][:3], [stop] * 3)
+    for name in ("tokens", "logprobs", "model_logprobs", "lengths"):
+        np.testing.assert_array_equal(early[name][:2], full[name][:2], err_msg=name)
+    np.testing.assert_array_equal(early["tokens"][0, :stop], row[:stop])
+
+
 def test_each_prompt_alone_matches_the_batch_of_mixed_lengths(cfg, params, greedy_out):
     # Largest batch bucket 1: every prompt runs in its own batch (its own generate call),
     # with its two samples as rows i*2 and i*2+1.
@@ -244,19 +274,18 @@ def test_rejects_prompts_it_cannot_sample(sampler, params):
 MESH_SCRIPT = textwrap.dedent("""
     import json, pickle, sys
     import jax, numpy as np
-    from jax.sharding import Mesh
     from rr.models import model_config, param_logical_axes
     from rr.sampler import Greedy, Sampler
-    from rr.sharding import logical_to_shardings
+    from rr.sharding import logical_to_shardings, make_mesh
     params_path, prompts, max_new = json.loads(sys.argv[1])
     cfg = model_config("nano", vocab_size=%d)
     with open(params_path, "rb") as f:
         params = pickle.load(f)
     results = []
     # data=2: batch sharded; largest batch bucket 2, so the 3 prompts run as a batch of 2
-    # and a batch of 1 padded to 2. model=2: params sharded as the trainer shards them.
-    for shape in [(2, 1), (1, 2)]:
-        mesh = Mesh(np.array(jax.devices()).reshape(shape), ("data", "model"))
+    # and a batch of 1 padded to 2. tensor=2: params sharded as the trainer shards them.
+    for shape in [(2, 1, 1), (1, 1, 2)]:
+        mesh = make_mesh(*shape)
         shardings = logical_to_shardings(param_logical_axes(cfg), mesh)
         sampler = Sampler(cfg, eos_id=%d, pad_id=%d, mesh=mesh, batch_buckets=(1, 2))
         out = sampler(jax.device_put(params, shardings), prompts, max_new_tokens=max_new, strategy=Greedy())
@@ -267,7 +296,7 @@ MESH_SCRIPT = textwrap.dedent("""
 
 def test_mesh_sharded_batch_matches_single_device(params, greedy_out, tmp_path):
     """Two forced host devices (a fresh process: the device count is fixed at jax start-up),
-    as a data-parallel mesh and as a model-parallel one with model-sharded params."""
+    as a data-parallel mesh and as a tensor-parallel one with tensor-sharded params."""
     params_path = str(tmp_path / "params.pkl")
     with open(params_path, "wb") as f:
         pickle.dump(jax.device_get(params), f)

@@ -163,7 +163,7 @@ def test_thought_dropout_zero_is_exactly_the_plain_batches_and_one_drops_every_r
 def test_step_by_step_lays_out_a_predict_row_and_an_explain_row_per_example():
   data, tok = examples(), CharTokenizer()
   batches = SFTBatches(data, tok, batch_size=6, max_len=64, seed=1, step_by_step=True)
-  assert batches.examples_per_batch == 3 and batches.steps_per_epoch == len(data) / 3
+  assert batches.units_per_batch == 3 and batches.steps_per_epoch == len(data) / 3
   seen = []
   for step in range(2 * len(data) // 3):
     batch = batches.batch(step)

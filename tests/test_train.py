@@ -128,13 +128,14 @@ def _subprocess_losses(tmp_path, name, *flags, devices=8):
 
 
 def test_sharded_step_on_8_devices_matches_one_device(full_run, tmp_path):
+  """The config path end to end: FSDP x tensor from config.mesh, with 2 micro-batches, logs one device's losses
+  (tests/test_mesh_parallel.py checks each mesh's steps and samples)."""
   workdir, _ = full_run
   one_device = losses(workdir)
-  data_parallel = _subprocess_losses(tmp_path, "dp8", "--config.mesh.data=8")
-  data_and_model = _subprocess_losses(tmp_path, "dp4tp2", "--config.mesh.data=4", "--config.mesh.tensor=2")
-  for got in (data_parallel, data_and_model):
-    assert sorted(got) == sorted(one_device)
-    np.testing.assert_allclose([got[s] for s in sorted(got)], [one_device[s] for s in sorted(got)], rtol=2e-5)
+  got = _subprocess_losses(tmp_path, "fsdp4tp2", "--config.mesh.data=1", "--config.mesh.fsdp=4",
+                           "--config.mesh.tensor=2", "--config.train.micro_batches=2")
+  assert sorted(got) == sorted(one_device)
+  np.testing.assert_allclose([got[s] for s in sorted(got)], [one_device[s] for s in sorted(got)], rtol=2e-5)
 
 
 def test_batch_not_divisible_by_data_axis_is_a_config_error(tmp_path):
@@ -167,20 +168,130 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert json.load(f)["finished"] is False
 
 
+# Imported first by each launched process (PYTHONPATH): logs every file it opens for writing, creates or renames
+# under RR_AUDIT_ROOT, as "<event> <path>" lines in RR_AUDIT_DIR/writes.<JAX_PROCESS_ID>. orbax's array shards
+# (tensorstore, C++) are not seen; they live under checkpoints/.
+AUDIT_HOOK = """
+import os, sys
+_root = os.environ["RR_AUDIT_ROOT"]
+_log = os.open(os.path.join(os.environ["RR_AUDIT_DIR"], "writes." + os.environ.get("JAX_PROCESS_ID", "0")),
+               os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND
+
+def _hook(event, args):
+  if event == "open":
+    path, mode, flags = args
+    writes = any(c in mode for c in "wax+") if isinstance(mode, str) else bool(flags & _WRITE_FLAGS)
+  elif event in ("os.rename", "os.mkdir"):
+    path, writes = args[1] if event == "os.rename" else args[0], True
+  else:
+    return
+  if writes and isinstance(path, str) and os.path.abspath(path).startswith(_root):
+    os.write(_log, f"{event} {os.path.abspath(path)}\\n".encode())
+
+sys.addaudithook(_hook)
+"""
+
+
+def launch_two_processes(tmp_path, workdir, *flags, config=f"{SFT}:runlocal", port_offset=0):
+  """launch/local_multiprocess.sh with 2 processes, one CPU device each, every file write of each logged."""
+  audit = tmp_path / "audit"
+  audit.mkdir()
+  (audit / "sitecustomize.py").write_text(AUDIT_HOOK)
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{12000 + (os.getpid() + port_offset) % 20000}",
+             PYTHON=sys.executable,  # this interpreter, whichever python is first on PATH
+             PYTHONPATH=os.pathsep.join([str(audit)] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
+             RR_AUDIT_DIR=str(audit), RR_AUDIT_ROOT=str(workdir))
+  return subprocess.Popen(["bash", "launch/local_multiprocess.sh", "2", "--config", config, "--workdir",
+                           str(workdir), *flags], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+
+
+def writes_by_process(tmp_path, workdir):
+  """{process id: the paths under `workdir` it wrote, relative to it}."""
+  out = {}
+  for i in (0, 1):
+    log = tmp_path / "audit" / f"writes.{i}"
+    lines = log.read_text().splitlines() if log.exists() else []
+    out[i] = {os.path.relpath(line.split(" ", 1)[1], workdir) for line in lines}
+  return out
+
+
+def assert_only_process_0_wrote_run_files(tmp_path, workdir, expected):
+  """Process 1 wrote nothing outside checkpoints/; process 0 wrote `expected` (so the log sees writes at all)."""
+  writes = writes_by_process(tmp_path, workdir)
+  assert not {p for p in writes[1] if p != "." and not p.startswith("checkpoints")}, writes[1]
+  assert set(expected) <= writes[0], writes[0]
+
+
 def test_two_process_launch_matches_one_process(full_run, tmp_path):
   """launch/local_multiprocess.sh: two processes, one CPU device each, one data-parallel mesh."""
   workdir, _ = full_run
   mp = tmp_path / "mp"
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  env["JAX_COORDINATOR_ADDRESS"] = f"127.0.0.1:{12000 + os.getpid() % 20000}"
-  env["PYTHON"] = sys.executable  # this interpreter, whichever python is first on PATH
-  result = subprocess.run(["bash", "launch/local_multiprocess.sh", "2", "--config", f"{SFT}:runlocal",
-                           "--workdir", str(mp)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-  assert result.returncode == 0, result.stderr[-3000:]
+  proc = launch_two_processes(tmp_path, mp)
+  _, stderr = proc.communicate(timeout=600)
+  assert proc.returncode == 0, stderr[-3000:]
   got, want = losses(str(mp)), losses(workdir)
   assert sorted(got) == sorted(want)  # one writer: no duplicate rows
   assert len([r for r in read_metrics(str(mp / "metrics.jsonl")) if "train/loss" in r]) == len(got)
   np.testing.assert_allclose([got[s] for s in sorted(got)], [want[s] for s in sorted(want)], rtol=2e-5)
+  assert_only_process_0_wrote_run_files(tmp_path, str(mp), ["metrics.jsonl", "summary.json", "config.json",
+                                                            "curves.png"])
+
+
+GRPO = os.path.join(ROOT, "configs", "grpo.py")
+# GRPO runlocal from scratch with a reward that varies within groups (lengths against a 4-token target), so the
+# losses are not all 0; long enough to be stopped, checkpointed only when stopped.
+GRPO_FLAGS = (("train.steps", "200"), ("train.log_every", "1"), ("train.eval_every", "0"),
+              ("train.checkpoint_every", "1000"), ("eval.num_examples", "4"),
+              ("rl.rewards", "correctness,length_penalty"), ("rl.reward_weights", "1,1"), ("rl.length_target", "4"))
+
+
+def _children(pid):
+  """{JAX_PROCESS_ID: pid} of the processes the launch script `pid` started."""
+  out = {}
+  for child in open(f"/proc/{pid}/task/{pid}/children").read().split():
+    environ = dict(item.split("=", 1) for item in open(f"/proc/{child}/environ").read().split("\0") if "=" in item)
+    out[int(environ["JAX_PROCESS_ID"])] = int(child)
+  return out
+
+
+def test_two_process_grpo_stopped_by_sigterm_to_one_process_stops_both_at_one_step_like_one_process(tmp_path):
+  """SIGTERM reaches process 1 only: both processes stop after the same step and save it together; the losses
+  up to there, and the saved params, are those of a one-process run stopped at that step."""
+  mp = tmp_path / "mp"
+  proc = launch_two_processes(tmp_path, mp, *[f"--config.{k}={v}" for k, v in GRPO_FLAGS], config=f"{GRPO}:runlocal",
+                              port_offset=1)
+  deadline = time.time() + 300
+  while len(losses(str(mp)) if (mp / "metrics.jsonl").exists() else {}) < 2:
+    assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]
+    time.sleep(0.2)
+  os.kill(_children(proc.pid)[1], signal.SIGTERM)
+  _, stderr = proc.communicate(timeout=300)
+  assert proc.returncode == 0, stderr[-3000:]
+  stops = [int(line.split("stopped at step ")[1].split(";")[0]) for line in stderr.splitlines()
+           if "rr: stopped at step " in line]
+  assert len(stops) == 2 and stops[0] == stops[1] and 2 <= stops[0] < 200, stderr[-3000:]
+  stop = stops[0]
+  checkpoints = Checkpoints(str(mp / "checkpoints"), read_only=True)
+  assert checkpoints.latest_step() == stop
+  with open(mp / "summary.json") as f:
+    summary = json.load(f)
+  assert summary["step"] == stop and summary["finished"] is False
+  assert_only_process_0_wrote_run_files(tmp_path, str(mp), ["metrics.jsonl", "summary.json", "config.json"])
+
+  one = str(tmp_path / "one")
+  config = load_config(f"{GRPO}:runlocal")
+  apply_overrides(config, list(GRPO_FLAGS))
+  assert train.run(config, one, should_stop=lambda step: step == stop)["step"] == stop
+  got, want = losses(str(mp)), losses(one)
+  assert sorted(got) == sorted(want) == list(range(1, stop + 1)) and any(want.values())
+  np.testing.assert_allclose([got[s] for s in want], [want[s] for s in want], rtol=2e-5, atol=1e-7)
+  want_params = Checkpoints(os.path.join(one, "checkpoints"), read_only=True).read_params(stop)
+  got_params = checkpoints.read_params(stop)  # saved by two processes, read by one
+  for g, w in zip(jax.tree.leaves(got_params), jax.tree.leaves(want_params)):
+    np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=2e-5, atol=1e-7)
 
 
 def test_a_non_finite_sft_step_is_skipped_and_the_run_stops_with_finite_params(tmp_path):

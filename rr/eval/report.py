@@ -12,15 +12,19 @@
   lengths.png        histogram of completion lengths, greedy and sampled
 
 Files are created exclusively: an existing one is never overwritten (rr.eval.run.check_out_dir refuses such
-an --out before any work; opening with mode "x" keeps that true even if another process raced us).
+an --out before any work; rr.files.write_new keeps that true even if another process raced us). --out may be
+an object store's URI (rr.files).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 from typing import Any, Sequence
+
+from rr import files
 
 
 def _plain(value: Any) -> Any:
@@ -37,8 +41,13 @@ def _plain(value: Any) -> Any:
 
 
 def write_all(out: str, results: dict, examples, greedy, sampled) -> dict[str, str]:
-  """Writes every output file into `out` (created if needed); returns {name: path}."""
-  os.makedirs(out, exist_ok=True)
+  """Writes every output file into `out` (created if needed); returns {name: path}. In a job of several
+  processes only process 0 writes (the others return {}): every one holds the same results."""
+  import jax
+
+  if jax.process_index() != 0:
+    return {}
+  files.makedirs(out, what="--out")
   paths = {"eval.json": write_json(os.path.join(out, "eval.json"), results)}
   paths["completions.jsonl"] = write_completions(os.path.join(out, "completions.jsonl"), examples, greedy, sampled)
   lengths = {"greedy": [s.length for s in greedy], "sampled": [s.length for row in sampled for s in row]}
@@ -48,21 +57,20 @@ def write_all(out: str, results: dict, examples, greedy, sampled) -> dict[str, s
 
 
 def write_json(path: str, results: dict) -> str:
-  with open(path, "x") as f:
-    json.dump(_plain(results), f, indent=2, sort_keys=False)
-    f.write("\n")
+  files.write_new(path, json.dumps(_plain(results), indent=2, sort_keys=False) + "\n")
   return path
 
 
 def write_completions(path: str, examples, greedy, sampled) -> str:
-  with open(path, "x") as f:
-    for q, example in enumerate(examples):
-      rows = [("greedy", greedy[q])] + [(f"sample {j}", s) for j, s in enumerate(sampled[q])]
-      for kind, s in rows:
-        f.write(json.dumps(_plain({"question_index": q, "question": example.question, "target": example.answer,
-                                   "difficulty": example.difficulty, "kind": kind, "text": s.text,
-                                   "answer": s.answer, "correct": s.correct, "steps_ok": s.steps_ok,
-                                   "confidence": s.confidence, "length": s.length})) + "\n")
+  lines = []
+  for q, example in enumerate(examples):
+    rows = [("greedy", greedy[q])] + [(f"sample {j}", s) for j, s in enumerate(sampled[q])]
+    for kind, s in rows:
+      lines.append(json.dumps(_plain({"question_index": q, "question": example.question, "target": example.answer,
+                                      "difficulty": example.difficulty, "kind": kind, "text": s.text,
+                                      "answer": s.answer, "correct": s.correct, "steps_ok": s.steps_ok,
+                                      "confidence": s.confidence, "length": s.length})) + "\n")
+  files.write_new(path, "".join(lines))
   return path
 
 
@@ -137,8 +145,7 @@ def write_markdown(path: str, results: dict, plots: dict[str, str] | None = None
   else:
     lines += [f"No completion states a confidence ({_stated_text(coverage)}; `confidence: 0.8` as the answer's "
               "last line), so there is no ECE or Brier score.", ""]
-  with open(path, "x") as f:
-    f.write("\n".join(lines))
+  files.write_new(path, "\n".join(lines))
   return path
 
 
@@ -227,7 +234,8 @@ def _save(fig, path: str) -> str:
   import matplotlib.pyplot as plt
 
   fig.tight_layout()
-  with open(path, "xb") as f:
-    fig.savefig(f, format="png", dpi=100)
+  png = io.BytesIO()
+  fig.savefig(png, format="png", dpi=100)
   plt.close(fig)
+  files.write_new(path, png.getvalue())
   return path

@@ -304,13 +304,14 @@ def evaluate(prepared: Prepared, *, ks: Sequence[int], samples: int, temperature
       raise EvalError(f"--checkpoint {prepared.checkpoints_dir}: {e}") from e
   else:
     checkpoints = Checkpoints(prepared.checkpoints_dir)
-    params = checkpoints.read_params(prepared.step)
+    params = checkpoints.policy_params(prepared.step)  # a LoRA run's merged
     checkpoints.close()
   try:
-    mesh = sharding.make_mesh(config.mesh.data, config.mesh.tensor)
+    mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
   except ValueError as e:
     raise ConfigError(f"config.mesh: {e}") from e
-  sampler = Sampler(prepared.model_cfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, mesh=mesh)
+  with sharding.rules_from_config(config):  # the sampler decodes by the run's rules
+    sampler = Sampler(prepared.model_cfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, mesh=mesh)
   params = jax.tree.map(np.asarray, params)
 
   kwargs = dict(max_new_tokens=config.eval.max_new_tokens, batch_size=config.eval.batch_size, seed=config.seed)

@@ -7,9 +7,12 @@ size comes from the tokenizer, hence `model_config(preset, vocab_size)`.
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 
 _DTYPES = ("float32", "bfloat16", "float16")
+ATTENTION_IMPLEMENTATIONS = ("xla", "cudnn", "auto")
+CUDNN_DTYPES = ("bfloat16", "float16")  # jax.nn.dot_product_attention(implementation="cudnn") takes these only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,9 +40,12 @@ class ModelConfig:
   param_dtype: str = "float32"
   embed_one_hot: bool = False  # one-hot @ table: fast backward on XLA:CPU for small vocab
   remat: str = "none"  # activation rematerialisation of each layer: none | full | dots
+  # The attention core (rr.models.layers.attention_implementation): "xla" (einsum + softmax, any backend),
+  # "cudnn" (cuDNN's fused kernel; refused unless on an NVIDIA GPU in bf16/fp16), "auto" (cudnn where it applies)
+  attention: str = "auto"
 
   # Fields that change how the model runs, not what it computes: a checkpoint fits any value of these.
-  RUNTIME_FIELDS = ("dtype", "param_dtype", "embed_one_hot", "remat")
+  RUNTIME_FIELDS = ("dtype", "param_dtype", "embed_one_hot", "remat", "attention")
 
   def __post_init__(self):
     for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers",
@@ -71,6 +77,23 @@ class ModelConfig:
     for name in ("dtype", "param_dtype"):
       if getattr(self, name) not in _DTYPES:
         raise ValueError(f"ModelConfig.{name}={getattr(self, name)!r}; choose one of {_DTYPES}")
+    if self.attention not in ATTENTION_IMPLEMENTATIONS:
+      raise ValueError(f"attention={self.attention!r}; choose one of {ATTENTION_IMPLEMENTATIONS}")
+    if self.attention == "cudnn" and self.why_not_cudnn:
+      raise ValueError(f"attention='cudnn' {self.why_not_cudnn}; use attention='auto' (cudnn where it applies) "
+                       "or 'xla'")
+
+  @property
+  def why_not_cudnn(self) -> str:
+    """Why cuDNN's fused attention cannot run this model here ('' when it can): attention='cudnn' fails with
+    this before anything compiles, and attention='auto' falls back to xla."""
+    if not on_cuda():
+      return f"needs an NVIDIA GPU, but JAX runs on {jax.default_backend()!r}"
+    if self.dtype not in CUDNN_DTYPES:
+      return f"needs a bfloat16 or float16 compute dtype, got dtype={self.dtype!r}"
+    if self.resolved_head_dim % 8 or self.resolved_head_dim > 128:
+      return f"needs a head_dim that is a multiple of 8 and at most 128, got {self.resolved_head_dim}"
+    return ""
 
   def architecture(self) -> dict:
     """The fields that fix the params and the function they compute (what a checkpoint record compares)."""
@@ -87,6 +110,11 @@ class ModelConfig:
   @property
   def weight_dtype(self) -> jnp.dtype:
     return jnp.dtype(self.param_dtype)
+
+
+def on_cuda() -> bool:
+  """JAX's default backend is an NVIDIA GPU (not ROCm, not CPU or TPU)."""
+  return jax.default_backend() == "gpu" and "cuda" in jax.devices()[0].client.platform_version.lower()
 
 
 # Shapes only (vocab comes from the tokenizer). "qwen2-*" are the bench shapes of

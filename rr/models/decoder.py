@@ -5,6 +5,7 @@
 Attention visibility comes from positions alone: a query at position p sees a
 key at position k iff 0 <= k <= p, so padding (position -1) is never a key and
 left padding (sampler) and right padding (training) need no separate mask.
+Packed rows (several examples per row, SFT) add segment ids: a query also needs the key's segment to be its own.
 Layers are unrolled in Python: lax.scan over layers is slow on XLA:CPU.
 `cfg.remat` wraps each layer in flax's nn.remat (see REMAT_POLICIES); the param tree is the same.
 Parameter names follow Hugging Face's layout (embed, layers_{i}/attn/{q,k,v,o},
@@ -89,11 +90,13 @@ class Decoder(nn.Module):
   cfg: ModelConfig
 
   @nn.compact
-  def __call__(self, tokens_BxT, positions_BxT, cache=None, return_hidden=False):
+  def __call__(self, tokens_BxT, positions_BxT, cache=None, return_hidden=False, segment_ids_BxT=None):
     """Returns (logits_BxTxV float32, cache advanced by T, or None when cache is None).
 
     `return_hidden=True` appends the final hidden states [B, T, D] (after the final norm, the
     lm head's input) for heads that share the trunk, e.g. PPO's value head; params are the same.
+    `segment_ids_BxT` (packed rows, positions restarting at 0 in each segment): a query sees only keys of its
+    own segment. Only without a cache: packing is for training forwards, never for sampling.
     """
     cfg = self.cfg
     B, T = tokens_BxT.shape
@@ -105,6 +108,10 @@ class Decoder(nn.Module):
     if cache is None:
       end = None
       mask_BxTxS = visibility_mask(positions_BxT, positions_BxT)
+      if segment_ids_BxT is not None:
+        mask_BxTxS = mask_BxTxS & (segment_ids_BxT[:, :, None] == segment_ids_BxT[:, None, :])
+    elif segment_ids_BxT is not None:
+      raise ValueError("segment_ids (packed rows) apply to a forward without a KV cache only")
     else:
       end = cache["end"]
       key_pos_BxS = write_slots(cache["pos"], positions_BxT, end)

@@ -9,6 +9,16 @@ Token-wise layers take activations flattened to M = B * T rows (x_MxD): on
 XLA:CPU, weight gradients of 3-D activations (contracting over both B and T)
 forced strided relayout copies that made an MLP's forward+backward ~1.5x
 slower (measured, qwen2-tiny shapes); 2-D rows need none.
+
+The attention core has two implementations (ModelConfig.attention, resolved by
+attention_implementation): the einsum path below, tuned for XLA:CPU and used on
+every backend, and cuDNN's fused flash attention through
+jax.nn.dot_product_attention on NVIDIA GPUs in bf16/fp16, which never holds the
+T x S scores in memory. Both read the same boolean B x T x S mask. Without a KV
+cache the keys are the call's own tokens, laid out in position order (training
+rows, left-padded prompts, packed segments), so no key after a query's slot is
+ever visible: cuDNN then also gets is_causal and skips the blocks above the
+diagonal.
 """
 
 from typing import Any
@@ -116,11 +126,24 @@ class Attention(nn.Module):
       new_cache_kv = (write_slots(k_cache, k_BxTxKVxH, end), write_slots(v_cache, v_BxTxKVxH, end))
       k_BxSxKVxH, v_BxSxKVxH = (c.astype(dtype) for c in new_cache_kv)
 
-    out_BxTxKVxGxH = grouped_query_attention(q_BxTxNxH, k_BxSxKVxH, v_BxSxKVxH, mask_BxTxS)
+    if attention_implementation(cfg, T, k_BxSxKVxH.shape[1]) == "cudnn":
+      out_BxTxNxH = fused_attention(q_BxTxNxH, k_BxSxKVxH, v_BxSxKVxH, mask_BxTxS, causal=cache_kv is None)
+    else:
+      out_BxTxNxH = grouped_query_attention(q_BxTxNxH, k_BxSxKVxH, v_BxSxKVxH, mask_BxTxS).reshape(B, T, N, H)
     out_MxD = Projection("mnh,nhd->md", (N, H, D), ("heads", "head_dim", "embed"),
-                         num_in_axes=2, dtype=dtype, param_dtype=pdtype, name="o")(
-                             out_BxTxKVxGxH.reshape(B * T, N, H))
+                         num_in_axes=2, dtype=dtype, param_dtype=pdtype, name="o")(out_BxTxNxH.reshape(B * T, N, H))
     return out_MxD, new_cache_kv
+
+
+def attention_implementation(cfg, queries: int, keys: int) -> str:
+  """"xla" or "cudnn" for one attention call of `queries` x `keys` (static shapes, at trace time).
+
+  cuDNN runs the calls it can take: cfg.attention is "cudnn" (checked against the device when the config was
+  made) or "auto" where cfg.why_not_cudnn is empty, and both lengths are even (cuDNN's backward with a mask
+  refuses odd ones). The rest, decode steps (one query) among them, take the einsum path.
+  """
+  takes_cudnn = cfg.attention == "cudnn" or (cfg.attention == "auto" and not cfg.why_not_cudnn)
+  return "cudnn" if takes_cudnn and queries % 2 == 0 and keys % 2 == 0 else "xla"
 
 
 def grouped_query_attention(q_BxTxNxH, k_BxSxKVxH, v_BxSxKVxH, mask_BxTxS):
@@ -140,6 +163,17 @@ def grouped_query_attention(q_BxTxNxH, k_BxSxKVxH, v_BxSxKVxH, mask_BxTxS):
   # probs (b, k, t, g, s) . v (b, s, k, h): batch (b, k), contract s -> (b, k, t, g, h).
   out_BxKVxTxGxH = jax.lax.dot_general(probs_BxKVxTxGxS, v_BxSxKVxH, (((4,), (1,)), ((0, 1), (0, 2))))
   return out_BxKVxTxGxH.transpose(0, 2, 1, 3, 4)
+
+
+def fused_attention(q_BxTxNxH, k_BxSxKVxH, v_BxSxKVxH, mask_BxTxS, causal: bool, implementation: str = "cudnn"):
+  """jax.nn.dot_product_attention on rr's layouts: GQA heads as they are, the mask broadcast over heads.
+
+  `causal`: no key after the query's slot is visible (keys are the call's tokens in position order), which lets
+  cuDNN skip those blocks; the mask alone already says so. implementation="xla" runs the same call anywhere.
+  Returns B x T x N x Dh in the inputs' dtype.
+  """
+  return jax.nn.dot_product_attention(q_BxTxNxH, k_BxSxKVxH, v_BxSxKVxH, mask=mask_BxTxS[:, None],
+                                      is_causal=causal, implementation=implementation)
 
 
 class SwiGLU(nn.Module):

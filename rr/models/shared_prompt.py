@@ -15,7 +15,7 @@ from rr.models.decoder import Decoder
 
 
 def shared_prompt_forward(model: Decoder, params, tokens_BxT: jax.Array, positions_BxT: jax.Array,
-                          shared_prompt: tuple[int, int] | None = None):
+                          shared_prompt: tuple[int, int] | None = None, segment_ids_BxT: jax.Array | None = None):
   """(logits [B, T, V], hidden [B, T, D]); equal to one plain call of the model with return_hidden=True.
 
   Equal at every real position (position >= 0). Padding positions attend to no key, so their outputs (read by
@@ -26,10 +26,16 @@ def shared_prompt_forward(model: Decoder, params, tokens_BxT: jax.Array, positio
   to all G rows, so gradients from every completion sum into the one shared prompt pass. None (or G = 1)
   runs the plain forward. The rows of a group sharing their prompt is assumed, not checked: rows g*G + 1
   .. g*G + G - 1 of the prompt columns are never read.
+
+  `segment_ids_BxT` (packed SFT rows, rr.train.batch.TrainBatch) goes to the plain forward; the shared-prompt
+  layout of rollouts is never packed.
   """
   if shared_prompt is None or shared_prompt[0] == 1:
-    logits_BxTxV, _, hidden_BxTxD = model.apply({"params": params}, tokens_BxT, positions_BxT, return_hidden=True)
+    logits_BxTxV, _, hidden_BxTxD = model.apply({"params": params}, tokens_BxT, positions_BxT, return_hidden=True,
+                                                segment_ids_BxT=segment_ids_BxT)
     return logits_BxTxV, hidden_BxTxD
+  if segment_ids_BxT is not None:
+    raise ValueError("shared_prompt_forward: packed rows (segment_ids) cannot share prompts; pass one or the other")
   group, prompt_width = shared_prompt
   cache = init_cache(model.cfg, tokens_BxT.shape[0] // group, tokens_BxT.shape[1])
   logits_p, cache, hidden_p = model.apply({"params": params}, tokens_BxT[::group, :prompt_width],

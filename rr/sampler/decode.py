@@ -11,7 +11,8 @@ prefill, not n.
 Every decode step feeds the previous token to the model (T=1), writing one slot
 of a preallocated cache of P + max_new_tokens slots. A row stops at its first
 eos; afterwards it emits pad with log-prob 0. The loop ends when every row has
-stopped or max_new_tokens tokens were made.
+stopped or max_new_tokens tokens were made (`generate_with_steps` also returns
+how many decode steps ran), and the prompt costs only its bucket's length P.
 """
 
 from typing import Any, Callable
@@ -37,6 +38,16 @@ def generate(params, tokens_BpxP: jax.Array, positions_BpxP: jax.Array, prompt_i
              prompt_is_real_Bp: jax.Array, rng: jax.Array, *, cfg: ModelConfig, strategy,
              max_new_tokens: int, num_samples: int, eos_id: int, pad_id: int,
              constrain: Callable[[Any], Any] = lambda tree: tree) -> dict:
+  """generate_with_steps' samples (what the Sampler fetches), without the step count."""
+  return generate_with_steps(params, tokens_BpxP, positions_BpxP, prompt_ids_Bp, prompt_is_real_Bp, rng, cfg=cfg,
+                             strategy=strategy, max_new_tokens=max_new_tokens, num_samples=num_samples,
+                             eos_id=eos_id, pad_id=pad_id, constrain=constrain)[0]
+
+
+def generate_with_steps(params, tokens_BpxP: jax.Array, positions_BpxP: jax.Array, prompt_ids_Bp: jax.Array,
+                        prompt_is_real_Bp: jax.Array, rng: jax.Array, *, cfg: ModelConfig, strategy,
+                        max_new_tokens: int, num_samples: int, eos_id: int, pad_id: int,
+                        constrain: Callable[[Any], Any] = lambda tree: tree) -> tuple[dict, jax.Array]:
   """Samples max_new_tokens for num_samples rows per prompt; B = Bp * num_samples rows.
 
   prompt_ids_Bp: the caller's index of each prompt; row j of prompt i draws from a
@@ -45,8 +56,10 @@ def generate(params, tokens_BpxP: jax.Array, positions_BpxP: jax.Array, prompt_i
   prompt_is_real_Bp: False on rows that only pad the batch up to a bucket; they start stopped.
   constrain: applied to batch-leading state (a with_sharding_constraint under a mesh).
 
-  Returns dict of B-leading arrays: tokens (int32 BxN), logprobs, model_logprobs
-  (float32 BxN), lengths (int32 B, generated tokens incl. eos).
+  Returns (dict of B-leading arrays: tokens (int32 BxN), logprobs, model_logprobs
+  (float32 BxN), lengths (int32 B, generated tokens incl. eos); the number of
+  decode steps the loop ran, int32: max(lengths) once every row has stopped,
+  max_new_tokens otherwise).
   """
   model = Decoder(cfg)
   prompt_len = tokens_BpxP.shape[1]
@@ -113,4 +126,4 @@ def generate(params, tokens_BpxP: jax.Array, positions_BpxP: jax.Array, prompt_i
       stopped=stopped_B,
   )
   state = jax.lax.while_loop(keep_going, decode_step, state)
-  return {name: state[name] for name in ("tokens", "logprobs", "model_logprobs", "lengths")}
+  return {name: state[name] for name in ("tokens", "logprobs", "model_logprobs", "lengths")}, state["step"]

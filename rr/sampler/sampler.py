@@ -7,6 +7,10 @@ Buckets keep the number of compilations small: a new prompt length or count
 inside the same buckets reuses the compiled function (`num_compilations` counts).
 
 Rows are prompt-major: row i * num_samples + j is sample j of prompt i.
+
+Under a mesh the params are read in the decode rules' shardings (rr.sharding.decode_rules: the training rules
+less fsdp), so a token-by-token decode never gathers fsdp-sharded params; params that arrive in the training
+shardings are resharded once per call, before the jitted decode. Prompts split over the batch rule's axes.
 """
 
 import dataclasses
@@ -16,7 +20,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from rr.models import ModelConfig
+from rr import sharding
+from rr.models import ModelConfig, param_logical_axes
 from rr.sampler import decode
 
 DEFAULT_PROMPT_BUCKETS = (16, 32, 64, 128, 256, 512, 1024)
@@ -38,12 +43,12 @@ class SampleOutput:
 class Sampler:
   """Samples continuations of token-id prompts with a Decoder's params.
 
-  mesh: optional jax.sharding.Mesh with a "data" axis; prompts (and samples) are
-    sharded over it and batch buckets are rounded up to a multiple of its size.
-  param_shardings: where params live under the mesh (a Sharding or a pytree of
-    them, e.g. rr.sharding.logical_to_shardings(param_logical_axes(cfg), mesh)).
-    Default: each param's own NamedSharding when it lives on this mesh (so params
-    sharded by the trainer are used in place), else replicated. Ignored without a mesh.
+  mesh: optional rr.sharding mesh; prompts (and samples) are sharded over the batch
+    rule's axes (the rules active when the Sampler is built) and batch buckets are
+    rounded up to a multiple of the devices they span.
+  param_shardings: where the decode reads params under the mesh (a Sharding or a
+    pytree of them). Default: the decode rules' shardings of model_cfg's params.
+    Params elsewhere are moved there once per call. Ignored without a mesh.
   Prompts beyond the largest batch bucket (counted in rows = prompts * num_samples)
   run as several batches, grouped by length so short prompts are not padded to long ones.
   """
@@ -61,15 +66,16 @@ class Sampler:
     self.mesh = mesh
     self.prompt_buckets = tuple(sorted(int(b) for b in prompt_buckets))
     self.batch_buckets = tuple(sorted(int(b) for b in batch_buckets))
-    self.param_shardings = param_shardings
     if mesh is not None:
-      if "data" not in mesh.axis_names:
-        raise ValueError(f"Sampler mesh needs a 'data' axis, has {mesh.axis_names}")
-      self._data_size = mesh.shape["data"]
-      self._batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
-      self._replicated = NamedSharding(mesh, PartitionSpec())
+      rules = sharding.decode_rules(sharding.active_rules())
+      self._batch_sharding = sharding.batch_sharding(mesh, rules)
+      self._batch_shards = sharding.batch_shards(mesh, rules)
+      self._replicated = sharding.replicated(mesh)
+      if param_shardings is None:
+        param_shardings = sharding.logical_to_shardings(param_logical_axes(self.model_cfg), mesh, rules)
     else:
-      self._data_size = 1
+      self._batch_shards = 1
+    self.param_shardings = param_shardings
     self._jitted = {}
     self.num_compilations = 0  # traces of decode.generate, i.e. compilations
 
@@ -83,7 +89,8 @@ class Sampler:
     self._check(prompts, max_new_tokens, num_samples)
     if rng is None:
       rng = jax.random.PRNGKey(0)
-    fn = self._generate_fn(strategy, int(max_new_tokens), int(num_samples), self._shardings_of(params))
+    params = self._place_params(params)
+    fn = self._generate_fn(strategy, int(max_new_tokens), int(num_samples))
 
     lengths = np.array([len(p) for p in prompts])
     prompts_per_batch = max(1, self.batch_buckets[-1] // num_samples)
@@ -128,7 +135,7 @@ class Sampler:
     """Left-pads prompts into bucket-shaped arrays: tokens, positions (-1 on pads), ids, real."""
     prompt_len = _bucket(max(len(p) for p in prompts), self.prompt_buckets)
     batch = _bucket(len(prompts), self.batch_buckets)
-    batch = -(-batch // self._data_size) * self._data_size
+    batch = -(-batch // self._batch_shards) * self._batch_shards
     tokens = np.full((batch, prompt_len), self.pad_id, np.int32)
     positions = np.full((batch, prompt_len), -1, np.int32)
     ids = np.zeros((batch,), np.int32)
@@ -142,7 +149,7 @@ class Sampler:
     return tokens, positions, ids, real
 
   def _place(self, arrays):
-    """Host arrays onto the mesh's data axis. Every process holds the same prompts, so each
+    """Host arrays onto the mesh's batch axes. Every process holds the same prompts, so each
     builds the global array from its own copy (this also works with several processes)."""
     if self.mesh is None:
       return arrays
@@ -156,19 +163,16 @@ class Sampler:
       return multihost_utils.process_allgather(result, tiled=True)
     return jax.device_get(result)
 
-  def _shardings_of(self, params):
-    """in_shardings for params under the mesh (see param_shardings); None without a mesh."""
+  def _place_params(self, params):
+    """Params in the decode shardings (a no-op for those already there, e.g. on a mesh without fsdp), moved
+    once per call: jit takes an argument only in the sharding it was compiled for."""
     if self.mesh is None:
-      return None
-    if self.param_shardings is not None:
-      return self.param_shardings
-    own = lambda x: (x.sharding if isinstance(getattr(x, "sharding", None), NamedSharding)
-                     and x.sharding.mesh == self.mesh else self._replicated)
-    return jax.tree.map(own, params)
+      return params
+    return jax.device_put(params, self.param_shardings)
 
-  def _generate_fn(self, strategy, max_new_tokens: int, num_samples: int, params_sharding):
+  def _generate_fn(self, strategy, max_new_tokens: int, num_samples: int):
     """decode.generate jitted for these static settings (jax.jit caches each bucket shape)."""
-    key = (strategy, max_new_tokens, num_samples, tuple(jax.tree.leaves(params_sharding)))
+    key = (strategy, max_new_tokens, num_samples)
     if key not in self._jitted:
       def traced(params, tokens, positions, prompt_ids, real, rng):
         self.num_compilations += 1  # runs only while tracing
@@ -181,16 +185,19 @@ class Sampler:
       else:
         batch = self._batch_sharding
         self._jitted[key] = jax.jit(
-            traced, in_shardings=(params_sharding, batch, batch, batch, batch, self._replicated),
+            traced, in_shardings=(self.param_shardings, batch, batch, batch, batch, self._replicated),
             out_shardings=batch)
     return self._jitted[key]
 
   def _constrain(self, tree):
-    """Shards every batch-leading leaf over "data" (scalars replicated); no-op without a mesh."""
+    """Shards every batch-leading leaf's rows over the batch axes (scalars replicated), leaving its other
+    dimensions to XLA (a cache's kv heads stay split over tensor); no-op without a mesh."""
     if self.mesh is None:
       return tree
-    return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(
-        x, self._batch_sharding if x.ndim else self._replicated), tree)
+    rows = self._batch_sharding.spec[0]
+    placed = lambda x: NamedSharding(self.mesh, PartitionSpec(rows, *[PartitionSpec.UNCONSTRAINED] * (x.ndim - 1)))
+    return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, placed(x) if x.ndim else self._replicated),
+                        tree)
 
 
 def _bucket(size: int, buckets: tuple[int, ...]) -> int:

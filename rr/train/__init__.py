@@ -26,5 +26,9 @@ def trainer(name: str, where: str = "config.trainer"):
 
 
 def run(config, workdir: str, **kwargs) -> dict:
-  """Runs the trainer named by `config.trainer` in `workdir` and returns its summary (a dict of scalars)."""
-  return trainer(config.trainer)(config, workdir, **kwargs)
+  """Runs the trainer named by `config.trainer` in `workdir` and returns its summary (a dict of scalars), with
+  config.mesh.rules in force for every sharding it builds (rr.sharding.rules_from_config)."""
+  from rr import sharding
+
+  with sharding.rules_from_config(config):
+    return trainer(config.trainer)(config, workdir, **kwargs)

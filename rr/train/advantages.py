@@ -28,6 +28,7 @@ from rr.registry import Registry
 from rr.rewards import compute_advantages
 from rr.train.batch import TrainBatch
 from rr.train.objectives import Forward, Parts
+from rr.train.state import trainable, untrained
 
 ESTIMATORS = Registry("advantage estimator", "config.rl.advantage")
 
@@ -72,7 +73,7 @@ def make_prepare(config, parts: Parts, estimator: Estimator, shardings: dict, me
 
   def prepare(state, batch: TrainBatch, frozen):
     metrics = {}
-    fwd = Forward(parts, state["params"], batch, frozen, None)  # each forward runs at most once
+    fwd = Forward(parts, trainable(state), batch, {**frozen, **untrained(state)}, None)  # each runs at most once
     if kl_in_reward:
       logp, ref_logp = fwd.logp, fwd.frozen_logp("reference")
       penalty_B = loss_cfg.kl_beta * sequence_kl(logp, ref_logp, batch.policy_mask, loss_cfg.kl_estimator)

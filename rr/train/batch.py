@@ -5,6 +5,8 @@ the targets: `mask[b, t] = 1` when `tokens[b, t + 1]` is a token of that kind, s
 that token's (rr.losses.sequence_log_probs).
   policy_mask  tokens the policy sampled: the policy-gradient, KL and entropy terms read these
   demo_mask    demonstration tokens (SFT data; later forced prefixes and hints): the NLL term reads these
+With SFT packing (data.packing) a row holds several examples: positions restart at 0 in each and `segment_ids`
+numbers them (-1 on padding), so attention stays inside each example (rr.models.Decoder).
 A field a trainer does not use stays None (an empty pytree leaf), so the compiled step only carries what its
 terms read. Rows of a rollout batch are prompt-major: rows g*G .. g*G+G-1 are group g's completions, and every
 completion starts at the same column (`rollout_batch`), which the shared-prompt forward relies on.
@@ -27,6 +29,7 @@ Array = Optional[jax.Array]  # np.ndarray on the host, jax.Array on the mesh
 class TrainBatch:
   tokens: Array  # [B, T] int32
   positions: Array  # [B, T] int32, -1 on padding
+  segment_ids: Array = None  # [B, T] int32: which example of a packed SFT row each token is, -1 on padding
   policy_mask: Array = None  # [B, T] float32: tokens[t + 1] was sampled by the policy
   demo_mask: Array = None  # [B, T] float32: tokens[t + 1] is a demonstration token
   behaviour_logp: Array = None  # [B, T] the sampler's log-prob of tokens[t + 1] under what it sampled from
@@ -96,5 +99,7 @@ def rollout_batch(prompts: list[list[int]], num_samples: int, tokens_NxC: np.nda
 
 
 def sft_batch(arrays: dict[str, np.ndarray]) -> TrainBatch:
-  """An SFT batch (rr.data.SFTBatches: tokens, positions, loss_mask) as a TrainBatch of demonstration tokens."""
-  return TrainBatch(tokens=arrays["tokens"], positions=arrays["positions"], demo_mask=arrays["loss_mask"])
+  """An SFT batch (rr.data.SFTBatches: tokens, positions, loss_mask, segment_ids when packed) as a TrainBatch of
+  demonstration tokens."""
+  return TrainBatch(tokens=arrays["tokens"], positions=arrays["positions"], demo_mask=arrays["loss_mask"],
+                    segment_ids=arrays.get("segment_ids"))

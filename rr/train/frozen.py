@@ -70,7 +70,7 @@ def _load_rr(path: str, mesh, vocab_size: int, dtype: str, what: str) -> Frozen:
     shardings = sharding.logical_to_shardings(models.param_logical_axes(cfg), mesh)
     like = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, cfg.weight_dtype, sharding=s),
                         jax.eval_shape(lambda: models.init_params(cfg, jax.random.key(0))), shardings)
-    params = checkpoints.restore_params(step, like)
+    params = checkpoints.policy_params(step, like)  # a LoRA run's merged
   finally:
     checkpoints.close()
   return Frozen(cfg, params, shardings, models.Decoder(cfg))

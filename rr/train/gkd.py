@@ -32,7 +32,8 @@ from rr.train.objectives import Parts, make_objective, term_names
 from rr.train.privileged import SELF_TEACHER, PrivilegedRows, check_teacher
 from rr.train.setup import build_mesh, build_model_config, greedy_evaluation, open_student
 from rr.train.sft import teacher_model
-from rr.train.step import make_train_step
+from rr.train.state import policy_params
+from rr.train.step import check_micro_batches, make_train_step
 
 _LAMBDA_STREAM = 2  # [seed, step, 2]: apart from SFTBatches' [seed, epoch] permutations and [seed, step, 1] dropout
 
@@ -63,6 +64,9 @@ def check_config(config, names: list[str]) -> None:
   if config.data.thought_dropout:
     raise ConfigError("config.data.thought_dropout drops rationales from SFT rows; trainer 'gkd' trains on the "
                       "data's whole completions and the student's samples, so set it to 0")
+  if config.data.packing:
+    raise ConfigError("config.data.packing packs several SFT examples into a row; trainer 'gkd' lays out one prompt "
+                      "and one completion (sampled or fixed) per row, so set config.data.packing=False")
 
 
 class GKDBatches:
@@ -137,6 +141,7 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   model_cfg = build_model_config(config, tokenizer.vocab_size)
   # ---------------------------------------------------------------- mesh
   mesh = build_mesh(config, config.train.batch_size)
+  check_micro_batches(config.train.micro_batches, config.train.batch_size, mesh, "train.batch_size")
   frozen, frozen_models, frozen_shardings = teacher_model(config, names, mesh, tokenizer.vocab_size)
   # ---------------------------------------------------------------- model, optimiser, checkpoint restore
   total_steps = config.train.steps
@@ -145,10 +150,10 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   sampler = Sampler(model_cfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, mesh=mesh)
   parts = Parts(student.model, frozen_models, vocab_size=tokenizer.vocab_size, completion_width=d.max_new_tokens)
   train_step = make_train_step(make_objective(config, parts, names), student.optimizer, student.shardings, mesh,
-                               frozen_shardings, seed=config.seed)
+                               frozen_shardings, seed=config.seed, micro_batches=config.train.micro_batches)
 
   def step(state, n: int) -> StepOutput:
-    batch, on_policy = batches.batch(n, sampler, state["params"])
+    batch, on_policy = batches.batch(n, sampler, policy_params(state))
     read = (batch.positions >= 0).sum() + (0 if privileged is None else (batch.privileged_positions >= 0).sum())
     host = {"train/on_policy": float(on_policy), "tokens_read": float(read),
             "train/completions/mean_length": float(batch.policy_mask.sum(axis=1).mean())}

@@ -42,8 +42,8 @@ from rr.train.rl_config import (build_combination, build_rewards, check_group_fi
 from rr.train.setup import build_mesh, build_model_config
 from rr.train.sft import teacher_model
 from rr.train.sources import make_prompt_source
-from rr.train.state import open_run, starting_state
-from rr.train.step import make_train_step
+from rr.train.state import lora_settings, open_run, policy_params, starting_state, trained_dtype
+from rr.train.step import check_micro_batches, make_train_step
 
 __all__ = ["GRPOStep", "build_combination", "build_rewards", "policy_loss_config", "reward_config", "run"]
 
@@ -83,11 +83,11 @@ class GRPOStep:
                                       rl.max_sampling_rounds if filtering else 1, self_teacher)
     self.prepare = make_prepare(config, parts, estimator, shardings, mesh, frozen_shardings)
     self.update = make_train_step(make_objective(config, parts, self.terms), optimizer, shardings, mesh,
-                                  frozen_shardings, seed=config.seed)
+                                  frozen_shardings, seed=config.seed, micro_batches=config.train.micro_batches)
     self.warned_flat = False
 
   def __call__(self, state, n: int) -> StepOutput:
-    rollouts = self.collector.collect(state["params"], n)
+    rollouts = self.collector.collect(policy_params(state), n)
     t = time.time()
     batch = put_batch(rollouts.batch, self.mesh)
     batch, prepare_metrics = self.prepare(state, batch, self.frozen)
@@ -154,10 +154,12 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   model_cfg = build_model_config(config, tokenizer.vocab_size)
   # ---------------------------------------------------------------- mesh
   mesh = build_mesh(config, batch_size, "config.rl.prompts_per_step * config.rl.group_size")
+  check_micro_batches(config.train.micro_batches, batch_size, mesh, "rl.prompts_per_step * rl.group_size",
+                      rl.group_size)
   # ---------------------------------------------------------------- model and optimiser
   model = Decoder(model_cfg)
   total_steps = config.train.steps
-  optimizer = make_optimizer(config.optim, total_steps * rl.epochs, model_cfg.param_dtype)
+  optimizer = make_optimizer(config.optim, total_steps * rl.epochs, trained_dtype(config, model_cfg))
   schedule = learning_rate_schedule(config.optim, total_steps * rl.epochs)
   # ---------------------------------------------------------------- restore
   try:  # its config errors (and whether the state needs a value head) before anything is built
@@ -201,7 +203,9 @@ def reference_policy(config, model: Decoder, model_cfg, optimizer, mesh, record:
   """(frozen params, frozen models, frozen shardings) by name: {"reference": ...} when rl.kl_beta > 0, else {}.
 
   The reference is rl.reference (an rr workdir or a Hugging Face directory, rr.train.frozen.load_frozen), or by
-  default the run's starting params, rebuilt the same way on resume. It is never saved in the checkpoints.
+  default the run's starting params, rebuilt the same way on resume. It is never saved in the checkpoints. A LoRA
+  run starts as its frozen base (B = 0), so its default reference is a copy of that base, in its base dtype: the
+  step donates the state, so the reference cannot share the state's buffers.
   """
   if config.rl.kl_beta <= 0:
     return {}, {}, {}
@@ -212,5 +216,5 @@ def reference_policy(config, model: Decoder, model_cfg, optimizer, mesh, record:
                       what="config.rl.reference")
     return {"reference": ref.params}, {"reference": ref.model}, {"reference": ref.shardings}
   params = starting_state(model_cfg, optimizer, mesh, config.seed, record, config.init_checkpoint,
-                          hf_path=config.model.hf_path)[0]["params"]
+                          hf_path=config.model.hf_path, lora=lora_settings(config))[0]["params"]
   return {"reference": params}, {"reference": model}, {"reference": shardings["params"]}

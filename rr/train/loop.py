@@ -7,6 +7,10 @@ most two steps in flight: it fetches step n's device metrics after dispatching s
 waits for the host's logging, and a non-finite step (whose update the step skipped) is seen one step late. Rows
 of a logging window are averaged (TRL's convention). Checkpoints are named by loop step and also carry the
 trainer's data state (a prompt source's, say), so a resumed run continues exactly.
+
+In a job of several processes every process runs this loop with the same steps: they save each checkpoint
+together (rr.checkpoint), a Ctrl-C or SIGTERM on any one of them stops all after the same step
+(rr.train.interrupt.StopRequest.agreed), and only process 0 writes metrics, the summary and curves.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from tqdm import tqdm
 from rr.train.interrupt import StopRequest
 from rr.train.metrics import MetricWriter
 from rr.train.setup import count_params
+from rr.train.state import policy_params
 
 NOT_LOGGED = ("finite", "finite_terms")  # device metrics the loop reads itself
 
@@ -74,7 +79,7 @@ def run_loop(trainer: Trainer, state: dict, workdir: str, config, checkpoints, r
   writer.resume(resumed)  # rows a crash logged past the checkpoint: set aside
   first_eval, last_train, last_eval, interrupted, failed = {}, {}, {}, False, False
   if resumed is None and trainer.evaluate_first:
-    first_eval = trainer.evaluate(state["params"])
+    first_eval = trainer.evaluate(policy_params(state))
     if first_eval:
       first_eval["eval/accuracy_initial"] = first_eval["eval/accuracy"]
       writer.write(step, first_eval)
@@ -122,13 +127,14 @@ def run_loop(trainer: Trainer, state: dict, workdir: str, config, checkpoints, r
                            if k in last_train})
           window, window_start = [], time.time()
         if evaluate:
-          last_eval = trainer.evaluate(state["params"])
+          last_eval = trainer.evaluate(policy_params(state))
           writer.write(step, last_eval)
           bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in last_eval.items()))
           window_start = time.time()
         if checkpoint:
           save()
-        if stop.requested or (should_stop is not None and should_stop(step)):
+        stop_now = stop.agreed()  # every step, on every process: all of them stop after the same step
+        if stop_now or (should_stop is not None and should_stop(step)):
           interrupted = step < trainer.total_steps
           break
       bad = flush()  # the last step in flight
@@ -148,7 +154,7 @@ def run_loop(trainer: Trainer, state: dict, workdir: str, config, checkpoints, r
     print(f"rr: stopped at step {step}; checkpoint saved in {checkpoints.directory}. "
           "Run the same command again to resume.", file=sys.stderr)
   else:
-    last_eval = trainer.evaluate(state["params"])
+    last_eval = trainer.evaluate(policy_params(state))
     if last_eval:
       writer.write(step, last_eval)
   summary = {"step": step, "finished": not interrupted, "wall_seconds": time.time() - start,

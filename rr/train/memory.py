@@ -3,18 +3,21 @@
     python -m rr.train.memory --config configs/<x>.py[:arg] [--config.KEY=VALUE ...]
 
 `estimate_memory` counts, per device, for one SFT step (`rr.train.step`):
-  params       stored in param_dtype; the model axis splits heads, kv heads, MLP and vocab (rr.sharding rules)
+  params       stored in param_dtype, each split as the rr.sharding rules say (by default fsdp splits the
+               embedding width, tensor heads, kv heads, MLP and vocab; so do master, grads and optimizer)
   master       the float32 copy the optimiser updates when params are below float32 (rr.train.precision)
   grads        one per param, in param_dtype
   update       the optimiser's float32 copy of the gradients (clipped, or cast up from bf16)
   optimizer    AdamW's two moments, float32
-  activations  what the backward keeps of the forward, by `remat` (below), plus the one-hot embedding input
+  activations  what the backward keeps of the forward, by `remat` (below), plus the one-hot embedding input;
+               rows split over the batch axes (data x fsdp), heads, MLP and vocab over tensor
   logits       float32 logits (or their gradient) and the log-softmax's exp, B x T x V each (one more, the
                entropy's softmax, in an RL step)
-and `estimate_kv_cache` the sampler's cache for a rollout. The activation terms are what JAX's autodiff saves
-for each DecoderLayer (`jax.ad_checkpoint.print_saved_residuals` lists them). Measured against the compiled
-step's `memory_analysis()`: state bytes equal its arguments; with remat none, XLA:CPU's temp is 0.87x-1.09x
-of activations + logits (tests/test_memory.py), an H100's 0.8x. XLA:CPU does not realise remat's
+and `estimate_kv_cache` the sampler's cache for a rollout. A mesh is {axis: size} over rr.sharding's axes
+(missing ones: 1) under the active rules (rr.sharding.rules_from_config). The activation terms are what JAX's
+autodiff saves for each DecoderLayer (`jax.ad_checkpoint.print_saved_residuals` lists them). Measured against
+the compiled step's `memory_analysis()`: state bytes equal its arguments; with remat none, XLA:CPU's temp is
+0.87x-1.09x of activations + logits (tests/test_memory.py), an H100's 0.8x. XLA:CPU does not realise remat's
 savings (it keeps the recomputed activations alive), GPU does. Not counted: the batch, XLA's workspace, one
 layer's backward transients. The total adds the parts up, while XLA's peak is a maximum over the program
 (grads are mostly made after the activations they replace are freed): read it as an upper bound.
@@ -29,8 +32,10 @@ import sys
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec
 
 from rr import models, sharding
+from rr.config import MESH_AXES
 
 USAGE = ("usage: python -m rr.train.memory --config configs/<name>.py[:arg] [--config.KEY=VALUE ...]\n"
          "  e.g. python -m rr.train.memory --config configs/hf_sft.py:model=DIR")
@@ -39,34 +44,50 @@ GIB = 1024 ** 3
 F32 = 4
 
 
-def _per_device(shape: tuple[int, ...], spec, mesh_sizes: dict[str, int]) -> int:
+def _devices(axes, mesh: dict[str, int]) -> int:
+  """Devices a PartitionSpec entry (None, a mesh axis or a tuple of them) splits a dimension over."""
+  axes = () if axes is None else (axes,) if isinstance(axes, str) else axes
+  return math.prod(mesh.get(axis, 1) for axis in axes)
+
+
+def _per_device(shape: tuple[int, ...], spec, mesh: dict[str, int], rules) -> int:
   """Elements of one device's shard of an array of `shape` laid out by the logical `spec`."""
-  mesh_spec = sharding._mesh_spec(spec, dict(sharding.LOGICAL_RULES))
+  mesh_spec = sharding.mesh_spec(spec, rules)
   count = 1
   for i, size in enumerate(shape):
-    axis = mesh_spec[i] if i < len(mesh_spec) else None
-    count *= math.ceil(size / mesh_sizes[axis]) if axis else size
+    count *= math.ceil(size / _devices(mesh_spec[i] if i < len(mesh_spec) else None, mesh))
   return count
 
 
-def param_elements(model_cfg: models.ModelConfig, mesh_model: int = 1) -> int:
+def _rows(batch: int, mesh: dict[str, int], rules) -> int:
+  """One device's rows of a batch: split over the batch rule's axes (data and fsdp by default)."""
+  return math.ceil(batch / _devices(sharding.mesh_spec(PartitionSpec("batch"), rules)[0], mesh))
+
+
+def _split(size: int, logical: str, mesh: dict[str, int], rules) -> int:
+  """One device's part of an activation dimension of axis `logical` (heads over tensor, by default) beside the
+  batch rows, whose mesh axes it cannot reuse."""
+  return math.ceil(size / _devices(sharding.mesh_spec(PartitionSpec("batch", logical), rules)[1], mesh))
+
+
+def param_elements(model_cfg: models.ModelConfig, mesh: dict[str, int] | None = None) -> int:
   """Params one device holds (exact: the model's own param tree and logical axes, traced without FLOPs)."""
   shape_only = {name: getattr(models.ModelConfig, name) for name in models.ModelConfig.RUNTIME_FIELDS}
-  return _param_elements(dataclasses.replace(model_cfg, **shape_only), mesh_model)
+  return _param_elements(dataclasses.replace(model_cfg, **shape_only), tuple(sorted((mesh or {}).items())),
+                         sharding.active_rules())
 
 
 @functools.lru_cache(maxsize=32)
-def _param_elements(model_cfg: models.ModelConfig, mesh_model: int) -> int:
+def _param_elements(model_cfg: models.ModelConfig, mesh: tuple[tuple[str, int], ...], rules) -> int:
   shapes = jax.eval_shape(lambda: models.init_params(model_cfg, jax.random.key(0)))
   specs = models.param_logical_axes(model_cfg)
-  sizes = {"data": 1, "model": mesh_model}
-  leaves = jax.tree.leaves(jax.tree.map(lambda s, p: _per_device(s.shape, p, sizes), shapes, specs,
+  leaves = jax.tree.leaves(jax.tree.map(lambda s, p: _per_device(s.shape, p, dict(mesh), rules), shapes, specs,
                                         is_leaf=lambda x: isinstance(x, jax.ShapeDtypeStruct)))
   return int(sum(leaves))
 
 
-def layer_activation_bytes(model_cfg: models.ModelConfig, batch: int, seq_len: int, mesh_model: int = 1,
-                           policy: str = "none") -> int:
+def layer_activation_bytes(model_cfg: models.ModelConfig, batch: int, seq_len: int,
+                           mesh: dict[str, int] | None = None, policy: str = "none") -> int:
   """Bytes one DecoderLayer keeps for the backward under remat `policy` (batch = rows on this device).
 
   none, what autodiff saves: per norm its input in float32, x / rms and the scaled output; q, k, v after rope;
@@ -78,9 +99,9 @@ def layer_activation_bytes(model_cfg: models.ModelConfig, batch: int, seq_len: i
   c = jnp.dtype(model_cfg.dtype).itemsize
   m = batch * seq_len
   d, h = model_cfg.hidden_size, model_cfg.resolved_head_dim
-  n = math.ceil(model_cfg.num_heads / mesh_model)
-  kv = math.ceil(model_cfg.num_kv_heads / mesh_model)
-  f = math.ceil(model_cfg.intermediate_size / mesh_model)
+  mesh, rules = mesh or {}, sharding.active_rules()
+  n, kv = _split(model_cfg.num_heads, "heads", mesh, rules), _split(model_cfg.num_kv_heads, "kv_heads", mesh, rules)
+  f = _split(model_cfg.intermediate_size, "mlp", mesh, rules)
   if policy == "full":
     return m * d * c
   if policy == "dots":
@@ -99,61 +120,70 @@ def layer_activation_bytes(model_cfg: models.ModelConfig, batch: int, seq_len: i
   return total
 
 
-def estimate_memory(model_cfg: models.ModelConfig, *, batch_size: int, seq_len: int, mesh_data: int = 1,
-                    mesh_model: int = 1, clipped: bool = True, rl: bool = False,
-                    kl_reference: bool = False) -> dict[str, int]:
+def estimate_memory(model_cfg: models.ModelConfig, *, batch_size: int, seq_len: int,
+                    mesh: dict[str, int] | None = None, clipped: bool = True, rl: bool = False,
+                    kl_reference: bool = False, micro_batches: int = 1, loss_chunk_tokens: int = 0) -> dict[str, int]:
   """Bytes per device of one train step on `batch_size` rows (global) of `seq_len` tokens, by component.
 
   `clipped`: gradients are clipped by global norm (config.optim.clip_norm > 0), which needs a float32 copy of
   them (`update`); bf16 params need it anyway (rr.train.precision casts the gradients). `rl`: the policy-
   gradient step, whose entropy keeps a softmax over the vocabulary too (its shared-prompt forward, which
   runs each group's prompt once, is not modelled: an upper bound). `kl_reference`: frozen reference params.
-  Keys: params, master, grads, update, optimizer, activations, logits, [reference], total.
+  `micro_batches` (train.micro_batches): activations and logits are one micro-batch's, plus the float32 sum of
+  the gradients (`accumulator`). `loss_chunk_tokens` (train.loss_chunk_tokens, SFT): the logits terms are one
+  chunk's (rr.losses.chunked_completion_nll: chunk_tokens // batch_size columns of every row).
+  Keys: params, master, grads, update, optimizer, activations, logits, [accumulator], [reference], total.
   """
   p = jnp.dtype(model_cfg.param_dtype).itemsize
   c = jnp.dtype(model_cfg.dtype).itemsize
-  count = param_elements(model_cfg, mesh_model)
-  rows = math.ceil(batch_size / mesh_data)
+  count = param_elements(model_cfg, mesh)
+  rows = math.ceil(_rows(batch_size, mesh or {}, sharding.active_rules()) / micro_batches)
   m = rows * seq_len
-  v = math.ceil(model_cfg.vocab_size / mesh_model)
+  logit_rows = m if rl or not loss_chunk_tokens else rows * min(seq_len, max(1, loss_chunk_tokens // batch_size))
+  v = _split(model_cfg.vocab_size, "vocab", mesh or {}, sharding.active_rules())
   d = model_cfg.hidden_size
-  kept = model_cfg.num_layers * layer_activation_bytes(model_cfg, rows, seq_len, mesh_model, model_cfg.remat)
+  kept = model_cfg.num_layers * layer_activation_bytes(model_cfg, rows, seq_len, mesh, model_cfg.remat)
   if model_cfg.remat != "none":  # the layer being recomputed holds its full activations for its backward
-    kept += layer_activation_bytes(model_cfg, rows, seq_len, mesh_model, "none")
+    kept += layer_activation_bytes(model_cfg, rows, seq_len, mesh, "none")
   # The final norm (its input is the last layer's output) and the rope tables, float32 sin and cos.
   outside = m * d * (F32 + 2 * c) + 2 * m * F32 + 2 * m * model_cfg.resolved_head_dim * F32
   if model_cfg.embed_one_hot:
     outside += m * v * c  # the one-hot input of the embedding matmul, kept for its weight gradient
   out = {"params": count * p, "master": count * F32 if p < F32 else 0, "grads": count * p,
          "update": count * F32 if clipped or p < F32 else 0, "optimizer": 2 * count * F32,
-         "activations": kept + outside, "logits": (3 if rl else 2) * m * v * F32}
+         "activations": kept + outside, "logits": (3 if rl else 2) * logit_rows * v * F32}
+  if micro_batches > 1:
+    out["accumulator"] = count * F32
   if kl_reference:
     out["reference"] = count * p
   out["total"] = sum(out.values())
   return out
 
 
-def estimate_kv_cache(model_cfg: models.ModelConfig, *, rows: int, cache_len: int, mesh_data: int = 1,
-                      mesh_model: int = 1) -> int:
+def estimate_kv_cache(model_cfg: models.ModelConfig, *, rows: int, cache_len: int,
+                      mesh: dict[str, int] | None = None) -> int:
   """Bytes per device of the sampler's KV cache (rr.models.cache): k and v for every layer in the compute
-  dtype, plus the int32 slot positions; rows over the data axis, kv heads over the model axis."""
+  dtype, plus the int32 slot positions; rows over the batch axes, kv heads as the decode rules say (tensor)."""
   c = jnp.dtype(model_cfg.dtype).itemsize
-  rows = math.ceil(rows / mesh_data)
-  kv = math.ceil(model_cfg.num_kv_heads / mesh_model)
+  mesh, rules = mesh or {}, sharding.decode_rules(sharding.active_rules())
+  rows = _rows(rows, mesh, rules)
+  kv = _split(model_cfg.num_kv_heads, "kv_heads", mesh, rules)
   return 2 * model_cfg.num_layers * rows * cache_len * kv * model_cfg.resolved_head_dim * c + rows * cache_len * 4
 
 
-def _mesh_sizes(config) -> tuple[int, int]:
-  """(data, model) devices of the config's mesh; data = -1 means every device the model axis leaves."""
-  model = max(int(config.mesh.tensor), 1)
-  data = int(config.mesh.data)
-  return (max(len(jax.devices()) // model, 1) if data == -1 else data), model
+def mesh_sizes(config) -> dict[str, int]:
+  """{axis: devices} of the config's mesh; data = -1 means every device fsdp and tensor leave."""
+  sizes = {axis: max(int(config.mesh[axis]), 1) for axis in MESH_AXES}
+  if config.mesh.data == -1:
+    sizes["data"] = max(len(jax.devices()) // (sizes["fsdp"] * sizes["tensor"]), 1)
+  return sizes
 
 
 def config_report(config) -> list[tuple[str, dict[str, int]]]:
   """[(title, components)] for a run config: its SFT step and, for RL trainers, the RL step and the rollout's
-  KV cache. Lengths are bounds read from the config, no data is loaded: an SFT row is data.max_len tokens, an
-  RL row a prompt of at most data.max_len (rounded up to 8) plus rl.max_new_tokens."""
+  KV cache, under the config's mesh and rules. Lengths are bounds read from the config, no data is loaded: an
+  SFT row is data.max_len tokens, an RL row a prompt of at most data.max_len (rounded up to 8) plus
+  rl.max_new_tokens."""
   from rr.config import stage_config, stage_names
   from rr.data.tokenizers import tokenizer_from_config
   from rr.sampler.sampler import DEFAULT_PROMPT_BUCKETS, _bucket
@@ -163,21 +193,22 @@ def config_report(config) -> list[tuple[str, dict[str, int]]]:
     return [(f"stage {name}: {title}", parts) for name in stage_names(config)
             for title, parts in config_report(stage_config(config, name))]
   model_cfg = build_model_config(config, tokenizer_from_config(config).vocab_size)
-  data, model = _mesh_sizes(config)
-  mesh = dict(mesh_data=data, mesh_model=model, clipped=config.optim.clip_norm > 0)
-  report = [(f"SFT step: batch {config.train.batch_size} x {config.data.max_len} tokens",
-             estimate_memory(model_cfg, batch_size=config.train.batch_size, seq_len=config.data.max_len, **mesh))]
-  if config.trainer == "grpo":
-    rl = config.rl
-    rows = rl.prompts_per_step * rl.group_size
-    width = -(-config.data.max_len // 8) * 8 + rl.max_new_tokens
-    report.append((f"RL step: batch {rl.prompts_per_step} x {rl.group_size} = {rows} x {width} tokens",
-                   estimate_memory(model_cfg, batch_size=rows, seq_len=width, rl=True,
-                                   kl_reference=rl.kl_beta > 0, **mesh)))
-    cache_len = _bucket(config.data.max_len, DEFAULT_PROMPT_BUCKETS) + rl.max_new_tokens
-    report.append((f"rollout KV cache: {rows} rows x {cache_len} slots",
-                   {"kv_cache": estimate_kv_cache(model_cfg, rows=rows, cache_len=cache_len, mesh_data=data,
-                                                  mesh_model=model)}))
+  sizes = mesh_sizes(config)
+  mesh = dict(mesh=sizes, clipped=config.optim.clip_norm > 0, micro_batches=config.train.micro_batches)
+  with sharding.rules_from_config(config):
+    report = [(f"SFT step: batch {config.train.batch_size} x {config.data.max_len} tokens",
+               estimate_memory(model_cfg, batch_size=config.train.batch_size, seq_len=config.data.max_len,
+                               loss_chunk_tokens=config.train.loss_chunk_tokens, **mesh))]
+    if config.trainer == "grpo":
+      rl = config.rl
+      rows = rl.prompts_per_step * rl.group_size
+      width = -(-config.data.max_len // 8) * 8 + rl.max_new_tokens
+      report.append((f"RL step: batch {rl.prompts_per_step} x {rl.group_size} = {rows} x {width} tokens",
+                     estimate_memory(model_cfg, batch_size=rows, seq_len=width, rl=True,
+                                     kl_reference=rl.kl_beta > 0, **mesh)))
+      cache_len = _bucket(config.data.max_len, DEFAULT_PROMPT_BUCKETS) + rl.max_new_tokens
+      report.append((f"rollout KV cache: {rows} rows x {cache_len} slots",
+                     {"kv_cache": estimate_kv_cache(model_cfg, rows=rows, cache_len=cache_len, mesh=sizes)}))
   return report
 
 

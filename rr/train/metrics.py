@@ -9,17 +9,21 @@ again, so `resume(step)` first moves every row past the restored step to metrics
 metrics.jsonl atomically) and TensorBoard hides its events from there on (`purge_step`). A row logged again
 at the restored step itself (a finished run rerun evaluates once more) replaces the earlier one, which goes
 to metrics.dropped.jsonl too.
+
+The workdir may be an object store's (rr.files): every file goes through rr.files, and TensorBoard's event file
+is uploaded whole at each flush. Only the writer of process 0 is enabled in a job of several processes.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import sys
 from typing import Any
 
-from rr.files import write_atomic
+from rr import files
 
 
 class MetricWriter:
@@ -28,7 +32,8 @@ class MetricWriter:
     """`enabled=False` on every process but the first of a multi-process job: one process writes."""
     self.workdir = workdir
     self.enabled = enabled
-    os.makedirs(workdir, exist_ok=True)
+    if enabled:
+      files.makedirs(workdir)
     self.metrics_path = os.path.join(workdir, "metrics.jsonl")
     self.dropped_path = os.path.join(workdir, "metrics.dropped.jsonl")  # rows `resume` took out
     self._tb = None
@@ -49,8 +54,8 @@ class MetricWriter:
     gone = [r for r in rows if step is None or r["step"] > step]
     dropped = len(gone) + torn
     if dropped:
-      with open(self.dropped_path, "a") as f:  # kept aside, not lost: rr never deletes what a run wrote
-        f.writelines(json.dumps(r) + "\n" for r in gone)
+      # kept aside, not lost: rr never deletes what a run wrote
+      files.append(self.dropped_path, "".join(json.dumps(r) + "\n" for r in gone))
       self._rewrite(kept)
       since = "no checkpoint was restored" if step is None else f"they are past the restored step {step}"
       print(f"rr: moved {dropped} row(s) of {self.metrics_path} to {os.path.basename(self.dropped_path)}: "
@@ -64,12 +69,10 @@ class MetricWriter:
     row = {"step": int(step), **{k: _plain(v) for k, v in metrics.items()}}
     line = self._replaceable.pop(_keys(row), None) if row["step"] == self._restored_step else None
     if line is None:
-      with open(self.metrics_path, "a") as f:
-        f.write(json.dumps(row) + "\n")
+      files.append(self.metrics_path, json.dumps(row) + "\n")
     else:
       rows = read_metrics(self.metrics_path)
-      with open(self.dropped_path, "a") as f:
-        f.write(json.dumps(rows[line]) + "\n")
+      files.append(self.dropped_path, json.dumps(rows[line]) + "\n")
       rows[line] = row
       self._rewrite(rows)
     tb = self._tensorboard()
@@ -81,9 +84,8 @@ class MetricWriter:
   def write_summary(self, summary: dict[str, Any]) -> None:
     if not self.enabled:
       return
-    path = os.path.join(self.workdir, "summary.json")
-    with open(path, "w") as f:
-      json.dump({k: _plain(v) for k, v in summary.items()}, f, indent=2, sort_keys=True)
+    summary = {k: _plain(v) for k, v in summary.items()}
+    files.write_atomic(os.path.join(self.workdir, "summary.json"), json.dumps(summary, indent=2, sort_keys=True))
 
   def rows(self) -> list[dict]:
     return read_metrics(self.metrics_path)
@@ -107,8 +109,10 @@ class MetricWriter:
       ax.set_title(key)
       ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
+    files.write_atomic(path, png.getvalue())
     return path
 
   def close(self) -> None:
@@ -117,13 +121,38 @@ class MetricWriter:
 
   def _tensorboard(self):
     if self._tb is None:
-      from tensorboardX import SummaryWriter
+      from tensorboardX import SummaryWriter, record_writer
+      if files.is_uri(self.workdir):  # through rr.files, whatever the store: no client of tensorboardX's own
+        record_writer.register_writer_factory(self.workdir.split(":")[0], _WholeEventFiles())
       self._tb = SummaryWriter(os.path.join(self.workdir, "tensorboard"), purge_step=self._purge_step)
     return self._tb
 
   def _rewrite(self, rows: list[dict]) -> None:
     """Replaces metrics.jsonl by `rows` atomically: a crash leaves the old file or the new, never half."""
-    write_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
+    files.write_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+class _WholeEventFiles:
+  """tensorboardX's writers for a workdir on an object store: each event file is kept in memory and uploaded
+  whole at every flush (what tensorboardX's own gs:// writer does), so it needs nothing beyond rr.files."""
+
+  directory_check = staticmethod(files.makedirs)
+
+  class _EventFile:
+    def __init__(self, path: str):
+      self.path, self.buffer = path, io.BytesIO()
+
+    def write(self, data: bytes) -> None:
+      self.buffer.write(data)
+
+    def flush(self) -> None:
+      files.write_atomic(self.path, self.buffer.getvalue())
+
+    def close(self) -> None:
+      self.flush()
+
+  def open(self, path: str) -> _EventFile:
+    return self._EventFile(path)
 
 
 def read_metrics(path: str) -> list[dict]:
@@ -134,10 +163,9 @@ def read_metrics(path: str) -> list[dict]:
 def _read_rows(path: str) -> tuple[list[dict], int]:
   """(rows, 1 if the last line is a torn write else 0). Only the last line may be torn: a bad line before
   it is not rr's and stays an error."""
-  if not os.path.exists(path):
+  if not files.exists(path):
     return [], 0
-  with open(path) as f:
-    lines = [line for line in f if line.strip()]
+  lines = [line for line in io.StringIO(files.read_text(path)) if line.strip()]
   rows = [json.loads(line) for line in lines[:-1]]
   if lines:
     try:

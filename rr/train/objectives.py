@@ -39,12 +39,13 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from rr.losses import (PolicyLossConfig, aggregate, completion_nll, distillation_loss, kl_gradient_term,
-                       kl_per_token, masked_mean, policy_loss, sequence_log_probs, sparse_distillation_loss,
-                       token_entropy)
-from rr.models import Decoder, shared_prompt_forward
+from rr.losses import (PolicyLossConfig, aggregate, chunked_completion_nll, completion_nll, distillation_loss,
+                       kl_gradient_term, kl_per_token, lm_head_weight, masked_mean, policy_loss, sequence_log_probs,
+                       sparse_distillation_loss, token_entropy)
+from rr.models import Decoder, merge_adapters, shared_prompt_forward
 from rr.registry import Registry, split_names
 from rr.train.batch import TrainBatch
+from rr.train.state import LORA_BASE, LORA_SCALE
 
 TERMS = Registry("objective term", "config.train.loss_terms")
 BUILT_IN_TERM_MODULES = ("rr.train.privileged",)  # register their terms when imported (term_names imports them)
@@ -68,18 +69,42 @@ class Parts:
 class Forward:
   """The model outputs of one step's batch, each computed at most once per trace (cached properties)."""
 
-  def __init__(self, parts: Parts, trainable, batch: TrainBatch, frozen: dict | None, rng: jax.Array | None):
+  def __init__(self, parts: Parts, trainable, batch: TrainBatch, frozen: dict | None, rng: jax.Array | None,
+               totals: dict | None = None):
     self.parts, self.trainable, self.batch, self.frozen, self.rng = parts, trainable, batch, frozen or {}, rng
+    self.totals = totals  # the whole batch's counts when `batch` is one micro-batch of it (batch_totals)
+
+  def share(self, kind: str, local_count: jax.Array) -> jax.Array:
+    """The factor that turns a mean over this batch's `kind` items (batch_totals' keys) into its part of the mean
+    over the whole batch: 1 for a whole batch, local count / whole count for a micro-batch, so the micro-batches'
+    losses (and gradients) add up to the whole batch's."""
+    if self.totals is None:
+      return jnp.ones((), jnp.float32)
+    return local_count / jnp.maximum(self.totals[kind], 1.0)
 
   @property
+  def policy_share(self) -> jax.Array:
+    """share() for the policy-side aggregation (rl.aggregation): by tokens for token-mean, by rows otherwise."""
+    if self.totals is None:
+      return jnp.ones((), jnp.float32)
+    if self.parts.loss_cfg.aggregation == "token-mean":
+      return self.share("policy", self.policy_mask.sum())
+    return self.share("rows", jnp.float32(self.batch.tokens.shape[0]))
+
+  @functools.cached_property
   def params(self):
+    """The policy's params: the trainable ones, or, for LoRA adapters, the frozen base the step passes among the
+    untrained trees (rr.train.state.untrained) merged with them in the compute dtype, once per trace."""
+    if "lora" in self.trainable:
+      return merge_adapters(self.frozen[LORA_BASE], self.trainable["lora"], self.frozen[LORA_SCALE],
+                            self.parts.model.cfg.compute_dtype)
     return self.trainable["params"] if "value_head" in self.trainable else self.trainable
 
   @functools.cached_property
   def outputs(self) -> tuple[jax.Array, jax.Array]:
     """(logits [B, T, V], hidden [B, T, D]) of the trained policy."""
     return shared_prompt_forward(self.parts.model, self.params, self.batch.tokens, self.batch.positions,
-                                 self.parts.shared_prompt)
+                                 self.parts.shared_prompt, self.batch.segment_ids)
 
   @property
   def logits(self) -> jax.Array:
@@ -117,7 +142,25 @@ class Forward:
 
   def aggregate(self, loss_BxT: jax.Array) -> jax.Array:
     cfg = self.parts.loss_cfg
-    return aggregate(loss_BxT, self.policy_mask, cfg.aggregation, cfg.max_completion_len)
+    return aggregate(loss_BxT, self.policy_mask, cfg.aggregation, cfg.max_completion_len) * self.policy_share
+
+
+def batch_totals(batch: TrainBatch, parts: Parts) -> dict[str, jax.Array]:
+  """The counts the terms' means divide by, over a whole batch, for its micro-batches (Forward.share): rows,
+  policy tokens (as Forward.policy_mask), demonstration tokens, the step-by-step tasks' and the value tokens."""
+  f32 = lambda x: x.astype(jnp.float32)
+  totals = {"rows": jnp.float32(batch.tokens.shape[0])}
+  if batch.policy_mask is not None:
+    mask = f32(batch.policy_mask)
+    totals["policy"] = (mask * f32(batch.has_eos)[:, None] if parts.loss_cfg.mask_truncated else mask).sum()
+  if batch.demo_mask is not None:
+    totals["demo"] = f32(batch.demo_mask).sum()
+    if batch.rationale_mask is not None:
+      totals["rationale"] = f32(batch.rationale_mask).sum()
+      totals["answer"] = (f32(batch.demo_mask) * (1.0 - f32(batch.rationale_mask))).sum()
+  if batch.value_mask is not None:
+    totals["value"] = f32(batch.value_mask).sum()
+  return totals
 
 
 def _frozen_logits(fwd: Forward, name: str) -> jax.Array:
@@ -126,7 +169,7 @@ def _frozen_logits(fwd: Forward, name: str) -> jax.Array:
     if name not in fwd.frozen:
       raise ValueError(f"objective term needs the frozen model {name!r}, but the step got {sorted(fwd.frozen)}")
     logits, _ = shared_prompt_forward(fwd.parts.frozen_models[name], fwd.frozen[name], fwd.batch.tokens,
-                                      fwd.batch.positions, fwd.parts.shared_prompt)
+                                      fwd.batch.positions, fwd.parts.shared_prompt, fwd.batch.segment_ids)
     cache[name] = jax.lax.stop_gradient(logits)
   return cache[name]
 
@@ -147,11 +190,20 @@ def _on(mask_BxT: jax.Array, x_BxT: jax.Array) -> jax.Array:
 
 @TERMS.register("nll")
 def nll_term(config, parts: Parts) -> Term:
-  """Completion-only NLL of the demonstration tokens, token-mean over the batch (docs/methods.md, "SFT loss")."""
+  """Completion-only NLL of the demonstration tokens, token-mean over the batch (docs/methods.md, "SFT loss").
+  With train.loss_chunk_tokens > 0 it is computed from the final hidden states a chunk of tokens at a time
+  (rr.losses.chunked_completion_nll), so the full float32 logits are never made (unless another term reads them)."""
+  chunk = 0 if config is None else config.train.loss_chunk_tokens
+
+  def nll(fwd: Forward):
+    if chunk:
+      return chunked_completion_nll(fwd.outputs[1], lm_head_weight(fwd.params), fwd.batch.tokens,
+                                    fwd.batch.demo_mask, chunk)
+    return completion_nll(fwd.logits, fwd.batch.tokens, fwd.batch.demo_mask)
 
   def term(fwd: Forward):
-    loss, count = completion_nll(fwd.logits, fwd.batch.tokens, fwd.batch.demo_mask)
-    return loss, {"target_tokens": count}
+    loss, count = nll(fwd)
+    return loss * fwd.share("demo", count), {"target_tokens": count}
 
   return term
 
@@ -164,6 +216,7 @@ def policy_term(config, parts: Parts) -> Term:
 
   def term(fwd: Forward):
     loss, metrics = policy_loss(fwd.logp, fwd.old_logp, fwd.batch.advantages, fwd.policy_mask, cfg)
+    loss = loss * fwd.policy_share
     sampled = fwd.batch.policy_mask
     count = jnp.maximum(sampled.sum(), 1.0)
     gap_BxT = jnp.where(sampled > 0, jnp.abs(jax.lax.stop_gradient(fwd.logp) - fwd.batch.behaviour_logp), 0.0)
@@ -218,7 +271,8 @@ def value_term(config, parts: Parts) -> Term:
                      "(config.rl.advantage='ppo')")
 
   def term(fwd: Forward):
-    return ppo.value_terms(fwd.trainable["value_head"], fwd.outputs[1], fwd.batch, parts.value_cfg)
+    loss, metrics = ppo.value_terms(fwd.trainable["value_head"], fwd.outputs[1], fwd.batch, parts.value_cfg)
+    return loss * fwd.share("value", fwd.batch.value_mask.astype(jnp.float32).sum()), metrics
 
   return term
 
@@ -233,14 +287,15 @@ def kd_term(config, parts: Parts) -> Term:
 
   def term(fwd: Forward):
     batch = fwd.batch
-    mask = batch.demo_mask if batch.demo_mask is not None else batch.policy_mask
+    mask, kind = (batch.demo_mask, "demo") if batch.demo_mask is not None else (fwd.policy_mask, "policy")
     if batch.teacher_topk_ids is not None:
       loss = sparse_distillation_loss(fwd.logits, batch.teacher_topk_logits, batch.teacher_topk_ids, mask,
                                       d.divergence, beta=d.beta, temperature=d.temperature)
     else:
       loss = distillation_loss(fwd.logits, fwd.frozen_logits("teacher"), mask, d.divergence, beta=d.beta,
                                temperature=d.temperature, top_k=d.top_k, vocab_size=parts.vocab_size)
-    return d.weight * loss, {"kd": jax.lax.stop_gradient(loss)}
+    share = fwd.share(kind, mask.astype(jnp.float32).sum())
+    return d.weight * loss * share, {"kd": jax.lax.stop_gradient(loss)}
 
   return term
 
@@ -262,7 +317,8 @@ def step_by_step_term(config, parts: Parts) -> Term:
     answer_mask = batch.demo_mask.astype(jnp.float32) * (1.0 - rationale_mask)
     answer_nll, answer_tokens = completion_nll(fwd.logits, batch.tokens, answer_mask)
     rationale_nll, rationale_tokens = completion_nll(fwd.logits, batch.tokens, rationale_mask)
-    loss = alpha * answer_nll + (1.0 - alpha) * rationale_nll
+    loss = (alpha * answer_nll * fwd.share("answer", answer_tokens)
+            + (1.0 - alpha) * rationale_nll * fwd.share("rationale", rationale_tokens))
     return loss, {"answer_nll": jax.lax.stop_gradient(answer_nll), "answer_tokens": answer_tokens,
                   "rationale_nll": jax.lax.stop_gradient(rationale_nll), "rationale_tokens": rationale_tokens}
 
@@ -295,8 +351,8 @@ def make_objective(config, parts: Parts, names: list[str]) -> Objective:
   """The sum of the named terms, each built once from the config; their metrics merge into one dict."""
   terms = [(name, TERMS.get(name)(config, parts)) for name in names]
 
-  def objective(trainable, batch: TrainBatch, frozen, rng):
-    fwd = Forward(parts, trainable, batch, frozen, rng)
+  def objective(trainable, batch: TrainBatch, frozen, rng, totals: dict | None = None):
+    fwd = Forward(parts, trainable, batch, frozen, rng, totals)
     total, metrics = jnp.zeros((), jnp.float32), {}
     for name, term in terms:
       loss, term_metrics = term(fwd)
@@ -307,4 +363,5 @@ def make_objective(config, parts: Parts, names: list[str]) -> Objective:
       metrics.update(term_metrics)
     return total, metrics
 
+  objective.totals = functools.partial(batch_totals, parts=parts)  # what a micro-batched step divides by
   return objective

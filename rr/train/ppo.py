@@ -21,6 +21,7 @@ from rr.models import Decoder, apply_value_head, shared_prompt_forward
 from rr.rewards import gae
 from rr.train.advantages import ESTIMATORS, Estimator
 from rr.train.batch import TrainBatch
+from rr.train.state import policy_params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +63,7 @@ def make_targets(model: Decoder, cfg: ValueConfig, shared_prompt: tuple[int, int
   """
 
   def targets(state, batch: TrainBatch) -> TrainBatch:
-    logits_BxTxV, hidden_BxTxD = shared_prompt_forward(model, state["params"], batch.tokens, batch.positions,
+    logits_BxTxV, hidden_BxTxD = shared_prompt_forward(model, policy_params(state), batch.tokens, batch.positions,
                                                        shared_prompt)
     values_BxT = apply_value_head(state["value_head"], hidden_BxTxD)
     mask_BxT = batch.policy_mask

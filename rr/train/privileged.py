@@ -90,10 +90,10 @@ def privileged_kd_term(config, parts: Parts) -> Term:
     teacher_logits, _ = shared_prompt_forward(parts.model, jax.lax.stop_gradient(fwd.params),
                                               batch.privileged_tokens, batch.privileged_positions, shared)
     teacher_start = teacher_width - width - 1
+    mask = fwd.policy_mask[:, student_start:student_start + width]
     loss = distillation_loss(fwd.logits[:, student_start:student_start + width],
-                             teacher_logits[:, teacher_start:teacher_start + width],
-                             fwd.policy_mask[:, student_start:student_start + width], d.divergence, beta=d.beta,
-                             temperature=d.temperature, top_k=d.top_k, vocab_size=parts.vocab_size)
-    return d.weight * loss, {"privileged_kd": jax.lax.stop_gradient(loss)}
+                             teacher_logits[:, teacher_start:teacher_start + width], mask, d.divergence,
+                             beta=d.beta, temperature=d.temperature, top_k=d.top_k, vocab_size=parts.vocab_size)
+    return d.weight * loss * fwd.share("policy", mask.sum()), {"privileged_kd": jax.lax.stop_gradient(loss)}
 
   return term

@@ -25,7 +25,8 @@ def build_model_config(config, vocab_size: int) -> models.ModelConfig:
   Hugging Face directory config.model.hf_path (whose embedding table may have more rows than the tokenizer has
   ids: HF checkpoints often pad it, and the padding rows are simply never a target)."""
   runtime = dict(dtype=config.model.dtype, param_dtype=config.model.param_dtype,
-                 embed_one_hot=config.model.embed_one_hot, remat=config.model.remat)
+                 embed_one_hot=config.model.embed_one_hot, remat=config.model.remat,
+                 attention=config.model.attention)
   if config.model.hf_path:
     try:
       model_cfg = models.hf_io.config_from_hf(models.hf_io.read_config(config.model.hf_path))
@@ -35,7 +36,10 @@ def build_model_config(config, vocab_size: int) -> models.ModelConfig:
       raise ConfigError(f"config.model.hf_path={config.model.hf_path!r} has vocab_size={model_cfg.vocab_size} "
                         f"embedding rows, fewer than the tokenizer's {vocab_size} ids; use the tokenizer that "
                         "came with the model (config.tokenizer.path='' reads the model directory's)")
-    return dataclasses.replace(model_cfg, **runtime)
+    try:
+      return dataclasses.replace(model_cfg, **runtime)
+    except ValueError as e:
+      raise ConfigError(f"config.model: {e}") from e
   try:
     return models.model_config(config.model.preset, vocab_size=vocab_size, **runtime)
   except ValueError as e:
@@ -43,15 +47,18 @@ def build_model_config(config, vocab_size: int) -> models.ModelConfig:
 
 
 def build_mesh(config, batch_size: int, batch_key: str = "config.train.batch_size") -> jax.sharding.Mesh:
-  """The ("data", "model") mesh; the global batch must split evenly over the data axis."""
+  """The ("data", "fsdp", "tensor") mesh of config.mesh; the global batch must split evenly over the batch
+  rule's axes (data and fsdp by default)."""
   try:
-    mesh = sharding.make_mesh(config.mesh.data, config.mesh.tensor)
+    mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
   except ValueError as e:
     raise ConfigError(f"config.mesh: {e}") from e
-  data_devices = mesh.shape["data"]
-  if batch_size % data_devices:
-    raise ConfigError(f"{batch_key}={batch_size} is not divisible by the "
-                      f"{data_devices} devices of the mesh's data axis; change one of them")
+  rules = sharding.rules_of(config)
+  shards = sharding.batch_shards(mesh, rules)
+  if batch_size % shards:
+    sizes = " x ".join(f"config.mesh.{axis}={mesh.shape[axis]}" for axis in sharding.batch_axes(rules))
+    raise ConfigError(f"{batch_key}={batch_size} is not divisible by the {shards} devices the batch splits over "
+                      f"({sizes}, config.mesh.rules.batch={config.mesh.rules.batch!r}); change one of them")
   return mesh
 
 
@@ -73,9 +80,9 @@ def open_student(config, workdir: str, model_cfg: models.ModelConfig, mesh, voca
                  total_steps: int) -> Student:
   """The student of a supervised-style run (one optimiser step per loop step), with config.json written."""
   from rr.train.optimizer import learning_rate_schedule, make_optimizer
-  from rr.train.state import open_run
+  from rr.train.state import open_run, trained_dtype
 
-  optimizer = make_optimizer(config.optim, total_steps, model_cfg.param_dtype)
+  optimizer = make_optimizer(config.optim, total_steps, trained_dtype(config, model_cfg))
   checkpoints, record, state, shardings, resumed = open_run(workdir, config, model_cfg, optimizer, mesh, vocab_size)
   if jax.process_index() == 0:
     save_run_config(config, workdir)

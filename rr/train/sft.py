@@ -28,7 +28,7 @@ from rr.train.batch import put_batch, sft_batch
 from rr.train.loop import StepOutput, Trainer, run_loop
 from rr.train.objectives import Parts, make_objective, term_names
 from rr.train.setup import build_mesh, build_model_config, greedy_evaluation, open_student
-from rr.train.step import make_train_step
+from rr.train.step import check_micro_batches, make_train_step
 
 
 def make_sft_step(model: models.Decoder, optimizer: optax.GradientTransformation, shardings: dict,
@@ -38,7 +38,8 @@ def make_sft_step(model: models.Decoder, optimizer: optax.GradientTransformation
   `frozen_models` / `frozen_shardings` by name for terms that read a frozen model (kd reads "teacher")."""
   objective = make_objective(config, Parts(model, frozen_models or {}, vocab_size=vocab_size), list(names))
   return make_train_step(objective, optimizer, shardings, mesh, frozen_shardings,
-                         seed=0 if config is None else config.seed)
+                         seed=0 if config is None else config.seed,
+                         micro_batches=1 if config is None else config.train.micro_batches)
 
 
 def teacher_model(config, names: list[str], mesh, vocab_size: int) -> tuple[dict, dict, dict]:
@@ -60,6 +61,17 @@ def teacher_model(config, names: list[str], mesh, vocab_size: int) -> tuple[dict
 
 def _check_rows(config, names: list[str]) -> None:
   """The row options the terms cannot take together, refused before any work."""
+  if config.data.packing:
+    if "step_by_step" in names:
+      raise ConfigError("config.data.packing packs plain SFT rows, but the step_by_step term (config.train.loss_terms) "
+                        "lays each example out as a predict row and an explain row; set config.data.packing=False")
+    if config.data.thought_dropout:
+      raise ConfigError("config.data.packing packs the rows once, before training, but config.data.thought_dropout "
+                        "draws each step's rows afresh; set one of them only")
+    if "kd" in names and config.distill.logit_cache:
+      raise ConfigError("config.distill.logit_cache holds the teacher's logits on one example per row, but "
+                        "config.data.packing puts several in a row; clear config.distill.logit_cache (the teacher "
+                        "then runs in the step, on the packed rows) or set config.data.packing=False")
   if "step_by_step" in names:
     if config.train.batch_size % 2:
       raise ConfigError(f"config.train.batch_size={config.train.batch_size} must be even with the step_by_step "
@@ -109,7 +121,8 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   _check_rows(config, names)
   step_by_step = "step_by_step" in names
   batches = SFTBatches(inputs.train, tokenizer, config.train.batch_size, config.data.max_len, config.seed,
-                       thought_dropout=config.data.thought_dropout, step_by_step=step_by_step)
+                       thought_dropout=config.data.thought_dropout, step_by_step=step_by_step,
+                       packing=config.data.packing)
   cache_meta, cache_built = _prepare_logit_cache(config, names, batches, tokenizer.vocab_size)
   eval_examples = inputs.test[:config.eval.num_examples]
   if step_by_step:  # the student answers the predict task; its explain task is not asked at test time
@@ -117,6 +130,7 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   model_cfg = build_model_config(config, tokenizer.vocab_size)
   # ---------------------------------------------------------------- mesh
   mesh = build_mesh(config, config.train.batch_size)
+  check_micro_batches(config.train.micro_batches, config.train.batch_size, mesh, "train.batch_size")
   cache = None
   if cache_meta:  # the teacher runs once, over every row, into the cache; the steps read the cache
     if not cache_built:

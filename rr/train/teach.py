@@ -34,13 +34,13 @@ from typing import Callable, Sequence
 import jax
 from tqdm import tqdm
 
+from rr import files
 from rr.config import ConfigError, plain_dict, read_json_or_none, save_run_config
 from rr.data import DataError, decode_completion, encode_prompts, parse_completion
 from rr.data.inputs import load_inputs
 from rr.data.jsonl import load_jsonl
 from rr.data.teacher_data import DATA_FILE
 from rr.eval.scoring import Scored, score
-from rr.files import write_atomic
 from rr.registry import Registry, split_names
 from rr.sampler import Sampler, Sampling
 from rr.sampler.sampler import DEFAULT_PROMPT_BUCKETS
@@ -161,7 +161,7 @@ def teacher_path(config) -> str:
   if not path:
     raise ConfigError("the teach trainer needs a teacher: set config.teach.teacher to an rr run's --workdir or a "
                       "Hugging Face model directory (or config.init_checkpoint, as a stage after another does)")
-  return os.path.abspath(path)
+  return files.absolute(path)
 
 
 def check_config(config) -> list[str]:
@@ -307,7 +307,7 @@ def counts_path(workdir: str, chunk: int) -> str:
 
 def holds_teacher_data(workdir: str) -> bool:
   chunks = os.path.join(workdir, CHUNKS)
-  return os.path.isfile(os.path.join(workdir, DATA_FILE)) or (os.path.isdir(chunks) and bool(os.listdir(chunks)))
+  return files.isfile(os.path.join(workdir, DATA_FILE)) or bool(files.listdir(chunks))
 
 
 def check_workdir(workdir: str, wanted: dict) -> dict | None:
@@ -330,7 +330,7 @@ def check_workdir(workdir: str, wanted: dict) -> dict | None:
 
 def done_counts(workdir: str, chunk: int) -> dict | None:
   """The counts of a chunk already on disk, None when it is still to sample."""
-  if not os.path.isfile(chunk_path(workdir, chunk)):
+  if not files.isfile(chunk_path(workdir, chunk)):
     return None
   counts = read_json_or_none(counts_path(workdir, chunk))  # written before the records, so present when they are
   if not isinstance(counts, dict):
@@ -383,12 +383,11 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
                     "config.teach.questions_per_chunk * config.teach.samples")
   frozen = load_frozen(teacher, mesh, vocab_size=tokenizer.vocab_size, dtype=teach.teacher_dtype,
                        what="config.teach.teacher")
-  sampler = Sampler(frozen.model_cfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, mesh=mesh,
-                    param_shardings=frozen.shardings)
+  sampler = Sampler(frozen.model_cfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, mesh=mesh)
   if writes:
-    os.makedirs(os.path.join(workdir, CHUNKS), exist_ok=True)
+    files.makedirs(os.path.join(workdir, CHUNKS))
     save_run_config(config, workdir)
-    write_atomic(os.path.join(workdir, IDENTITY_FILE), json.dumps(wanted, indent=2, sort_keys=True) + "\n")
+    files.write_atomic(os.path.join(workdir, IDENTITY_FILE), json.dumps(wanted, indent=2, sort_keys=True) + "\n")
   # ---------------------------------------------------------------- chunks
   per_chunk = teach.questions_per_chunk
   num_chunks = -(-len(train) // per_chunk)
@@ -407,11 +406,12 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
                                         config, teacher)
       counts[c]["seconds"] = time.time() - t
       if writes:
-        write_atomic(counts_path(workdir, c), json.dumps(counts[c], sort_keys=True) + "\n")
-        write_atomic(chunk_path(workdir, c), "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+        files.write_atomic(counts_path(workdir, c), json.dumps(counts[c], sort_keys=True) + "\n")
+        files.write_atomic(chunk_path(workdir, c), "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
       done += 1
       bar.update(1)
-      if done < num_chunks and (stop.requested or (should_stop is not None and should_stop(done))):
+      stop_now = stop.agreed()  # on every chunk: each process of a job stops after the same one
+      if done < num_chunks and (stop_now or (should_stop is not None and should_stop(done))):
         break
   interrupted = done < num_chunks
   # ---------------------------------------------------------------- dataset and summary
@@ -457,12 +457,8 @@ def summarize(chunk_counts: Sequence[dict], rejections: Sequence[str], start: fl
 
 def assemble(workdir: str, num_chunks: int, tfds_name: str) -> None:
   """WORKDIR/data.jsonl from the chunks in order, then its TFDS copy when teach.tfds_name asks for one."""
-  parts = []
-  for c in range(num_chunks):
-    with open(chunk_path(workdir, c), encoding="utf-8") as f:
-      parts.append(f.read())
-  text = "".join(parts)
-  write_atomic(os.path.join(workdir, DATA_FILE), text)
+  text = "".join(files.read_text(chunk_path(workdir, c)) for c in range(num_chunks))
+  files.write_atomic(os.path.join(workdir, DATA_FILE), text)
   if tfds_name and text:
     write_tfds(workdir, tfds_name)
   elif tfds_name:
