@@ -35,6 +35,17 @@ def initialize_distributed() -> None:
   jax.distributed.initialize(**kwargs)
 
 
+def use_compilation_cache() -> None:
+  """JAX's persistent compilation cache in $RR_JAX_CACHE (default ~/.cache/rr/jax; "" turns it off), so a rerun, a
+  resume or the next seed of an experiment loads its compiled steps instead of compiling them again. A cache the
+  caller set already (a notebook, the test suite) is kept."""
+  import jax
+
+  path = os.environ.get("RR_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "rr", "jax"))
+  if path and jax.config.jax_compilation_cache_dir is None:
+    jax.config.update("jax_compilation_cache_dir", path)
+
+
 def main(argv: list[str] | None = None) -> int:
   argv = sys.argv[1:] if argv is None else argv
 
@@ -47,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
       workdir = tempfile.mkdtemp(prefix="rr_run_")
       print(f"rr: no --workdir given; writing to {workdir}", file=sys.stderr)
     files.check_storage(workdir)  # a gs:// workdir without gcsfs: one error now, not a local "gs:" folder
+    use_compilation_cache()
     if os.environ.get("RR_DISTRIBUTED") == "1":  # set by launch/: one process per host or GPU
       initialize_distributed()
     from rr import train  # imported late: jax start-up is not needed to report a config typo

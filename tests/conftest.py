@@ -21,6 +21,7 @@ def pytest_configure(config):
   jax.config.update("jax_compilation_cache_dir", config.rr_jax_cache)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  os.environ["RR_JAX_CACHE"] = config.rr_jax_cache  # runs in subprocesses (python -m rr.main) share it
 
 
 def pytest_unconfigure(config):

@@ -303,3 +303,24 @@ def test_a_non_finite_sft_step_is_skipped_and_the_run_stops_with_finite_params(t
   params = checkpoints.read_params(summary["step"])
   assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(params))
   checkpoints.close()
+
+
+def test_rr_main_turns_on_the_persistent_compilation_cache_unless_one_is_set(monkeypatch, tmp_path):
+  import jax
+
+  from rr.main import use_compilation_cache
+
+  monkeypatch.setenv("RR_JAX_CACHE", str(tmp_path / "cache"))
+  session_cache = jax.config.jax_compilation_cache_dir  # the suite's own (tests/conftest.py)
+  use_compilation_cache()
+  assert jax.config.jax_compilation_cache_dir == session_cache  # a cache set already is kept
+  try:
+    jax.config.update("jax_compilation_cache_dir", None)
+    use_compilation_cache()
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "cache")
+    jax.config.update("jax_compilation_cache_dir", None)
+    monkeypatch.setenv("RR_JAX_CACHE", "")
+    use_compilation_cache()
+    assert jax.config.jax_compilation_cache_dir is None
+  finally:
+    jax.config.update("jax_compilation_cache_dir", session_cache)
