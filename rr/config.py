@@ -53,6 +53,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.format = "rationale"  # record layout of file/TFDS data: rationale | gsm8k | math | choice (see rr.data)
   c.data.task = "addition"  # rr.tasks name, when source == "task"
   c.data.difficulty = 3
+  # Mixed difficulty: > data.difficulty draws each generated question's difficulty uniformly from
+  # data.difficulty..data.difficulty_max (each Example records its own); 0 = every question at data.difficulty
+  c.data.difficulty_max = 0
   # Which questions a generated task's splits hold: -1 = config.seed. Fix it to vary only the init and batch
   # order over seeds, e.g. to train every seed on one teacher's data (data.rationales_path).
   c.data.seed = -1
@@ -176,6 +179,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.rl.top_k = 0
   c.rl.top_p = 1.0
   c.rl.prompt_source = "uniform"  # which questions each step samples: a registered rr.train.sources name
+  # prompt_source "sec" (SEC curriculum, 2505.14970): a bandit over the questions' difficulty levels whose reward
+  # is a level's mean |advantage|; Q <- alpha * r + (1 - alpha) * Q, levels drawn with p ~ exp(Q / temperature)
+  c.rl.curriculum_alpha = 0.5
+  c.rl.curriculum_temperature = 1.0
   # The frozen reference policy of rl.kl_beta: "" = the run's starting params, else an rr workdir / checkpoints
   # directory or a Hugging Face model directory (rr.train.frozen.load_frozen)
   c.rl.reference = ""
