@@ -6,7 +6,8 @@ data.train_size is a prefix of the larger split), then `grpo` starts from its ch
 questions. The keys set below are the SFT recipe and shared by both stages; config.stage.<name> holds what each
 stage changes (`--config.stage.grpo.train.steps=50` on the command line). summary.json: eval/accuracy_initial
 (after SFT) and eval/accuracy (after GRPO); sft/ and grpo/ hold each stage's own reports. This is
-configs/default.py; the README has its measured table.
+configs/default.py; the README has its measured table. `:mixed` runs it on addition of 1 to 6 digits
+(configs/sft.py:mixed), the plain-GRPO baseline of issue 14.
 """
 
 import os
@@ -16,9 +17,10 @@ from rr.config import parse_arg, shrink_rl_for_runlocal
 
 
 def get_config(arg=None):
-  args = parse_arg(arg, runlocal=False)
+  args = parse_arg(arg, runlocal=False, mixed=False)
   here = os.path.dirname(os.path.abspath(__file__))
-  c = runpy.run_path(os.path.join(here, "sft.py"))["get_config"]("runlocal" if args.runlocal else None)
+  variant = ",".join(name for name in ("runlocal", "mixed") if args[name])
+  c = runpy.run_path(os.path.join(here, "sft.py"))["get_config"](variant or None)
   c.trainer = "stages"
   c.stages = "sft,grpo"
   # SFT: 800 steps at lr 2e-3. 400 steps at 1e-3 stopped mid-rise: seeds 0, 1, 2 reached 0.572, 0.558, 0.222
@@ -32,6 +34,8 @@ def get_config(arg=None):
   c.rl.eps_high = 0.28  # DAPO: clip-higher, token-mean loss, dynamic sampling
   c.rl.aggregation = "token-mean"
   c.rl.dynamic_sampling = True
+  if args.mixed:
+    c.rl.max_new_tokens = c.eval.max_new_tokens  # a 6-digit completion is 63 tokens with eos
   # The share of train questions whose teacher rationales stage 1 sees.
   c.stage.sft = {"trainer": "sft", "data": {"train_size": 300}}
   # GRPO steps, 8 prompts x 8 completions each, from the SFT checkpoint (the stage before), no weight decay.

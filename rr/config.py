@@ -316,6 +316,10 @@ def validate(config: ml_collections.ConfigDict, source: str = "config") -> None:
   if config.data.source == "task" and config.data.format != "rationale":
     raise ConfigError(f"config.data.format={config.data.format!r} applies to file or TFDS data; generated tasks "
                       "(config.data.source='task') have their own format: leave data.format='rationale'")
+  if config.data.difficulty_max and config.data.difficulty_max < config.data.difficulty:
+    raise ConfigError(f"config.data.difficulty_max={config.data.difficulty_max} is below "
+                      f"config.data.difficulty={config.data.difficulty}; set it to 0 (every question at "
+                      "data.difficulty) or to the highest level to draw (levels data.difficulty..difficulty_max)")
   _check_choice(config, "tokenizer.kind", ("char", "hf"))
   if config.tokenizer.kind == "hf" and not (config.tokenizer.path or config.model.hf_path):
     raise ConfigError("config.tokenizer.kind='hf' needs config.tokenizer.path (a local tokenizer directory) or "
@@ -336,6 +340,12 @@ def validate(config: ml_collections.ConfigDict, source: str = "config") -> None:
     group, name = key.split(".")
     if not low <= config[group][name] <= high:
       raise ConfigError(f"config.{key}={config[group][name]} must be in [{low}, {high}]")
+  if not 0.0 < config.rl.curriculum_alpha <= 1.0:
+    raise ConfigError(f"config.rl.curriculum_alpha={config.rl.curriculum_alpha} must be in (0, 1]: the SEC "
+                      "curriculum's step size (1 keeps only the last step's reward)")
+  if config.rl.curriculum_temperature <= 0.0:
+    raise ConfigError(f"config.rl.curriculum_temperature={config.rl.curriculum_temperature} must be > 0 (the SEC "
+                      "curriculum's p ∝ exp(Q / temperature); small = greedy, large = uniform)")
   for key in ("teach.samples", "teach.max_new_tokens", "teach.questions_per_chunk", "distill.max_new_tokens"):
     group, name = key.split(".")
     if config[group][name] <= 0:

@@ -89,3 +89,24 @@ def test_evaluate_accuracy_counts_over_batches():
   assert metrics["eval/num_examples"] == 6 and metrics["eval/unparsed"] == 1
   want_length = np.mean([len(tok.encode(c)) + 1 for c in completions])
   assert abs(metrics["eval/completion_length"] - want_length) < 1e-9
+
+
+def test_evaluate_accuracy_reports_each_difficulty_of_a_mixed_split():
+  tok = CharTokenizer()
+  addition = get_task("addition")
+  examples = [addition.generate(np.random.default_rng(s), d) for s, d in enumerate((3, 1, 2, 3, 2, 3))]
+  completions = [format_completion(e) for e in examples]
+  completions[2] = "<think>" + examples[2].rationale + "</think>0"  # level 2: wrong
+  completions[3] = "<think>" + examples[3].rationale  # level 3: unparsed
+  metrics = evaluate_accuracy(ScriptedSampler(tok, completions), None, tok, examples, max_new_tokens=64,
+                              batch_size=4)
+  # Right: level 1 one of one, level 2 one of two, level 3 two of three.
+  assert metrics["eval/accuracy/difficulty_1"] == 1.0 and metrics["eval/num_examples/difficulty_1"] == 1
+  assert metrics["eval/accuracy/difficulty_2"] == 0.5 and metrics["eval/num_examples/difficulty_2"] == 2
+  assert metrics["eval/accuracy/difficulty_3"] == 2 / 3 and metrics["eval/num_examples/difficulty_3"] == 3
+  assert metrics["eval/accuracy"] == 4 / 6
+
+  one_level = [addition.generate(np.random.default_rng(s), 3) for s in range(2)]
+  metrics = evaluate_accuracy(ScriptedSampler(tok, [format_completion(e) for e in one_level]), None, tok, one_level,
+                              max_new_tokens=64, batch_size=4)
+  assert not [key for key in metrics if "difficulty" in key]

@@ -1,8 +1,9 @@
 """What a run trains and evaluates on, read from the config: tokenizer, train and held-out examples.
 
-config.data.source: "task" generates examples (rr.tasks); "jsonl" / "parquet" read config.data.train_path and
-test_path laid out as config.data.format (rr.data.benchmarks); "tfds" reads splits config.data.train_split and
-test_split of a dataset that python -m rr.data.prepare wrote (rr.data.tfds_source), without TensorFlow.
+config.data.source: "task" generates examples (rr.tasks) at config.data.difficulty, or at levels drawn uniformly
+from data.difficulty..data.difficulty_max; "jsonl" / "parquet" read config.data.train_path and test_path laid out
+as config.data.format (rr.data.benchmarks); "tfds" reads splits config.data.train_split and test_split of a
+dataset that python -m rr.data.prepare wrote (rr.data.tfds_source), without TensorFlow.
 config.data.rationales_path then swaps the train split for a teacher's records (rr.data.teacher_data).
 
 Everything here runs before the first step, so a missing file or an empty data set stops the run with one
@@ -35,8 +36,8 @@ def load_inputs(config) -> RunInputs:
       raise ConfigError(f"config.data.task={data.task!r} is not a task; choose one of {sorted(tasks.TASKS)}")
     task = tasks.get_task(data.task)
     seed = data.seed if data.seed >= 0 else config.seed
-    train = tasks.make_split(task, "train", data.train_size, data.difficulty, seed)
-    test = tasks.make_split(task, "test", data.test_size, data.difficulty, seed + 1)
+    train = tasks.make_split(task, "train", data.train_size, data.difficulty, seed, data.difficulty_max)
+    test = tasks.make_split(task, "test", data.test_size, data.difficulty, seed + 1, data.difficulty_max)
   elif data.source == "tfds":
     from rr.data.tfds_source import read_split  # imports tensorflow_datasets: only for TFDS data
 

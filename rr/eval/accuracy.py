@@ -1,6 +1,7 @@
 """Greedy held-out accuracy for the training loops' periodic evaluation: is the answer right, is every
-rationale step right, and how many completions had no answer. Scoring is `rr.eval.scoring.score`, the same
-as `python -m rr.eval`'s.
+rationale step right, and how many completions had no answer; on held-out questions of several difficulties
+(config.data.difficulty_max), also the accuracy at each level, since a mean over levels hides where a method
+helps. Scoring is `rr.eval.scoring.score`, the same as `python -m rr.eval`'s.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import jax
 import numpy as np
 
 from rr.data import decode_completion, encode_prompts
+from rr.eval.metrics import accuracy_by
 from rr.eval.scoring import score
 from rr.sampler import Greedy
 
@@ -16,7 +18,8 @@ from rr.sampler import Greedy
 def evaluate_accuracy(sampler, params, tokenizer, examples, *, max_new_tokens: int,
                       batch_size: int) -> dict[str, float]:
   """Samples each question once (greedy) and returns eval/accuracy, eval/step_accuracy (generated tasks),
-  eval/unparsed and the mean completion length."""
+  eval/unparsed and the mean completion length; with more than one difficulty among `examples`, also
+  eval/accuracy/difficulty_<d> and eval/num_examples/difficulty_<d> per level d."""
   scored = []
   prompts = encode_prompts(tokenizer, [e.question for e in examples])
   for start in range(0, len(examples), batch_size):
@@ -31,4 +34,9 @@ def evaluate_accuracy(sampler, params, tokenizer, examples, *, max_new_tokens: i
   steps = [s.steps_ok for s in scored if s.steps_ok is not None]
   if steps:
     metrics["eval/step_accuracy"] = float(np.mean(steps))
+  by_level = accuracy_by([e.difficulty for e in examples], [s.correct for s in scored])
+  if len(by_level) > 1:
+    for level, v in by_level.items():
+      metrics[f"eval/accuracy/difficulty_{level}"] = v["accuracy"]
+      metrics[f"eval/num_examples/difficulty_{level}"] = v["count"]
   return metrics

@@ -1,10 +1,12 @@
 """What `python -m rr.eval` writes into its --out directory.
 
   eval.json          every metric (NaN written as null), plus the checkpoint path and step;
-                     confidence_coverage = {stated, total, coverage, stated_right, right, stated_wrong, wrong}
-  report.md          a Markdown report: headline metrics, pass@k / maj@k / cot_pass@k per k, accuracy by
-                     difficulty, the chosen-against-gold matrix for multiple-choice data, length statistics,
-                     calibration (ECE and Brier with their coverage: how many completions state a
+                     confidence_coverage = {stated, total, coverage, stated_right, right, stated_wrong, wrong};
+                     by_difficulty = {level: {count, accuracy, pass@k, maj@k, and for generated tasks
+                     step_accuracy and cot_pass@k}}
+  report.md          a Markdown report: headline metrics, pass@k / maj@k / cot_pass@k per k, accuracy, step
+                     accuracy and pass@k by difficulty, the chosen-against-gold matrix for multiple-choice data,
+                     length statistics, calibration (ECE and Brier with their coverage: how many completions state a
                      confidence, of all, and among right and wrong answers)
   completions.jsonl  one row per completion: question, kind (greedy or sample j), text, answer, verdicts
   pass_at_k.png      pass@k, maj@k and cot_pass@k against k (log2 axis)
@@ -112,10 +114,7 @@ def write_markdown(path: str, results: dict, plots: dict[str, str] | None = None
   if "pass_at_k.png" in plots:
     lines += ["![pass@k](pass_at_k.png)", ""]
 
-  lines += ["## Accuracy by difficulty (greedy)", "", "| difficulty | questions | accuracy |", "|---:|---:|---:|"]
-  for key, v in r.get("accuracy_by_difficulty", {}).items():
-    lines.append(f"| {key} | {v['count']} | {_fmt(v['accuracy'])} |")
-  lines.append("")
+  lines += _difficulty_lines(r.get("by_difficulty", {}), ks)
 
   lines += _choice_lines(r.get("choice_confusion"))
 
@@ -162,6 +161,18 @@ def _split_text(coverage: dict | None) -> str:
     return ""
   return (f"; {coverage['stated_right']} of {coverage['right']} right answers, "
           f"{coverage['stated_wrong']} of {coverage['wrong']} wrong ones")
+
+
+def _difficulty_lines(by_difficulty: dict, ks: Sequence[int]) -> list[str]:
+  """The headline metrics of each difficulty level's questions: a mean over levels hides which ones moved."""
+  has_steps = any("step_accuracy" in v for v in by_difficulty.values())
+  columns = [("accuracy (greedy)", "accuracy"), *([("step accuracy", "step_accuracy")] if has_steps else []),
+             *((f"pass@{k}", f"pass@{k}") for k in ks)]
+  lines = ["## Accuracy by difficulty", "", "| difficulty | questions | " + " | ".join(c for c, _ in columns) + " |",
+           "|---:|---:|" + "---:|" * len(columns)]
+  for level, v in by_difficulty.items():
+    lines.append(f"| {level} | {v['count']} | " + " | ".join(_fmt(v.get(key)) for _, key in columns) + " |")
+  return lines + [""]
 
 
 def _choice_lines(confusion: dict | None) -> list[str]:

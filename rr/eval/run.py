@@ -11,7 +11,8 @@ hand-made completions):
   score               one completion text -> Scored (rr.eval.scoring)
   assemble            Scored completions -> the metrics dict written to eval.json (docs/methods.md,
                       "Evaluation metrics"); ECE and Brier come with `confidence_coverage`, the share of
-                      completions that state a confidence
+                      completions that state a confidence; `by_difficulty` holds the headline metrics
+                      (`headline`) of each difficulty level's questions
 
 Unparsed answers and how completions are scored: `rr.eval.scoring`.
 """
@@ -222,25 +223,18 @@ def assemble(examples, greedy: Sequence[Scored], samples: Sequence[Sequence[Scor
 
   if len(greedy) != len(examples) or len(samples) != len(examples):
     raise ValueError(f"assemble: {len(examples)} examples, {len(greedy)} greedy and {len(samples)} sampled rows")
-  n = len(samples[0]) if samples else 0
-  correct = np.array([s.correct for s in greedy], bool)
-  right_QxS = np.array([[s.correct for s in row] for row in samples], bool).reshape(len(examples), n)
-  answers_QxS = [[s.answer for s in row] for row in samples]
   has_checker = bool(examples) and all(step_checker(e.task) is not None for e in examples)
-
-  out = {"num_examples": len(examples), "num_samples": n, "ks": list(ks),
-         "accuracy": float(correct.mean()) if correct.size else 0.0}
-  if has_checker:
-    out["step_accuracy"] = float(np.mean([bool(s.steps_ok) for s in greedy]))
+  out = {"num_examples": len(examples), "num_samples": len(samples[0]) if samples else 0, "ks": list(ks),
+         **headline(greedy, samples, ks, has_checker)}
   out["unparsed"] = int(sum(s.answer is None for s in greedy))
   out["unparsed_sampled"] = int(sum(s.answer is None for row in samples for s in row))
-  for k in ks:
-    out[f"pass@{k}"] = m.mean_pass_at_k(right_QxS, k)
-    out[f"maj@{k}"] = m.maj_at_k(answers_QxS, right_QxS, k)
-    if has_checker:
-      cot_QxS = np.array([[bool(s.steps_ok) for s in row] for row in samples], bool).reshape(len(examples), n)
-      out[f"cot_pass@{k}"] = m.mean_pass_at_k(cot_QxS, k)
-  out["accuracy_by_difficulty"] = m.accuracy_by([e.difficulty for e in examples], correct)
+  levels = [e.difficulty for e in examples]
+  out["accuracy_by_difficulty"] = m.accuracy_by(levels, np.array([s.correct for s in greedy], bool))
+  out["by_difficulty"] = {str(level): {"count": levels.count(level),
+                                       **headline([g for g, d in zip(greedy, levels) if d == level],
+                                                  [row for row, d in zip(samples, levels) if d == level],
+                                                  ks, has_checker)}
+                          for level in sorted(set(levels))}
   if examples and all(e.task == "choice" for e in examples):
     out["choice_confusion"] = choice_confusion(examples, greedy)
   out["length"] = m.length_stats(np.array([s.length for s in greedy]))
@@ -256,6 +250,28 @@ def assemble(examples, greedy: Sequence[Scored], samples: Sequence[Sequence[Scor
   out["brier"] = cal["brier"] if cal["count"] else None
   out["confidence_coverage"] = m.confidence_coverage([s.confidence for s in scored], [s.correct for s in scored])
   out["calibration"] = cal
+  return out
+
+
+def headline(greedy: Sequence[Scored], samples: Sequence[Sequence[Scored]], ks: Sequence[int],
+             has_checker: bool) -> dict:
+  """Greedy accuracy (and step accuracy), pass@k, maj@k (and CoT-pass@k) over these questions: eval.json's
+  headline, and each row of its by_difficulty."""
+  from rr.eval import metrics as m
+
+  n = len(samples[0]) if samples else 0
+  correct = np.array([s.correct for s in greedy], bool)
+  right_QxS = np.array([[s.correct for s in row] for row in samples], bool).reshape(len(greedy), n)
+  answers_QxS = [[s.answer for s in row] for row in samples]
+  cot_QxS = np.array([[bool(s.steps_ok) for s in row] for row in samples], bool).reshape(len(greedy), n)
+  out = {"accuracy": float(correct.mean()) if correct.size else 0.0}
+  if has_checker:
+    out["step_accuracy"] = float(np.mean([bool(s.steps_ok) for s in greedy]))
+  for k in ks:
+    out[f"pass@{k}"] = m.mean_pass_at_k(right_QxS, k)
+    out[f"maj@{k}"] = m.maj_at_k(answers_QxS, right_QxS, k)
+    if has_checker:
+      out[f"cot_pass@{k}"] = m.mean_pass_at_k(cot_QxS, k)
   return out
 
 

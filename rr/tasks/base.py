@@ -101,12 +101,17 @@ def split_of(question: str) -> str:
   return "test" if question_bucket(question) < TEST_FRACTION else "train"
 
 
-def make_split(task: Task | str, split: str, size: int, difficulty: int, seed: int) -> list[Example]:
+def make_split(task: Task | str, split: str, size: int, difficulty: int, seed: int,
+               difficulty_max: int = 0) -> list[Example]:
   """`size` examples with distinct questions that all belong to `split`, in generation order.
 
-  Deterministic in (task, split, size, difficulty, seed); a smaller size gives a prefix of a larger one.
-  Stops after 100 * size + 1000 draws, or STALL_DRAWS draws in a row without a new question of this split,
-  so it terminates on a small question space: then raises TaskError saying how many were found.
+  difficulty_max > difficulty mixes levels: each draw's level is uniform over difficulty..difficulty_max, so a
+  level whose question space is smaller than its share (1-digit addition has 100 questions) gives all it has
+  and the other levels fill the rest; each Example records its own level. Deterministic in (task, split, size,
+  difficulty, difficulty_max, seed); a smaller size gives a prefix of a larger one. One level (difficulty_max 0
+  or = difficulty) draws exactly what it always drew. Stops after 100 * size + 1000 draws, or STALL_DRAWS draws
+  in a row without a new question of this split, so it terminates on a small question space: then raises
+  TaskError saying how many were found.
   """
   if isinstance(task, str):
     from rr.tasks import get_task  # the registry lives in the package; imported late to avoid a cycle
@@ -115,7 +120,11 @@ def make_split(task: Task | str, split: str, size: int, difficulty: int, seed: i
     raise TaskError(f"split={split!r}: choose one of {SPLITS}")
   if size < 0:
     raise TaskError(f"split size must be >= 0, got {size}")
-  rng = np.random.default_rng([seed, difficulty])
+  if difficulty_max and difficulty_max < difficulty:
+    raise TaskError(f"difficulty_max={difficulty_max} is below difficulty={difficulty}: pass 0 for one level, or "
+                    "the highest level to draw")
+  mixed = difficulty_max > difficulty
+  rng = np.random.default_rng([seed, difficulty, difficulty_max] if mixed else [seed, difficulty])
   max_draws = 100 * size + 1000
   seen: set[str] = set()
   examples: list[Example] = []
@@ -123,15 +132,18 @@ def make_split(task: Task | str, split: str, size: int, difficulty: int, seed: i
   while len(examples) < size and draws < max_draws and stalled < STALL_DRAWS:
     draws += 1
     stalled += 1
-    example = task.generate(rng, difficulty)
+    level = int(rng.integers(difficulty, difficulty_max + 1)) if mixed else difficulty
+    example = task.generate(rng, level)
     if example.question in seen or split_of(example.question) != split:
       continue
     seen.add(example.question)
     examples.append(example)
     stalled = 0
   if len(examples) < size:
+    levels = f"difficulties {difficulty}..{difficulty_max}" if mixed else f"difficulty {difficulty}"
     raise TaskError(
-        f"task {task.name!r} at difficulty {difficulty}: found only {len(examples)} distinct {split} questions "
+        f"task {task.name!r} at {levels}: found only {len(examples)} distinct {split} questions "
         f"in {draws} draws, but {size} were asked for; the question space is too small. Lower the split "
-        f"size (config.data.train_size / config.data.test_size) or raise config.data.difficulty")
+        f"size (config.data.train_size / config.data.test_size) or raise config.data.difficulty"
+        + (" or config.data.difficulty_max" if mixed else ""))
   return examples

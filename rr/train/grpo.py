@@ -95,6 +95,7 @@ class GRPOStep:
       state, metrics = self.update(state, batch, self.frozen)
     self.source.update(n, rollouts)
     host = self.host_metrics(rollouts)
+    host.update(self.source.metrics())  # a curriculum's state (SEC: train/curriculum/...)
     host["train/seconds_dispatch"] = time.time() - t
     notes = [f"rr: reward {f.reward} failed on row {f.row}: {f.error}" for f in rollouts.failures[:5]]
     # Equal rewards in every group leave group advantages at 0, but not a critic's (the value head still learns).
