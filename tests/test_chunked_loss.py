@@ -93,3 +93,37 @@ def test_compiled_temporaries_are_smaller_than_the_full_logits():
 def test_rejects_a_chunk_of_no_tokens():
   with pytest.raises(ValueError, match="chunk_tokens must be positive"):
     chunked_completion_nll(jnp.zeros((1, 2, 4)), jnp.zeros((8, 4)), jnp.zeros((1, 2), jnp.int32), jnp.ones((1, 2)), 0)
+
+
+def test_train_loss_chunk_tokens_gives_the_nll_terms_value_and_gradient(monkeypatch):
+  """The wiring: the objective's nll term with config.train.loss_chunk_tokens runs the chunked loss (counted)
+  and equals the full-logits term."""
+  from rr.config import base_config
+  from rr.train import objectives
+  from rr.train.batch import TrainBatch
+  from rr.train.objectives import Parts, make_objective
+
+  calls = []
+  def counted(*args):
+    calls.append(args[-1])
+    return chunked_completion_nll(*args)
+
+  monkeypatch.setattr(objectives, "chunked_completion_nll", counted)
+
+  cfg = model_config("nano", vocab_size=40)
+  params = init_params(cfg, jax.random.key(1))
+  rng = np.random.default_rng(2)
+  tokens = jnp.asarray(rng.integers(2, 40, (4, 10)), jnp.int32)
+  positions = jnp.broadcast_to(jnp.arange(10, dtype=jnp.int32), (4, 10))
+  batch = TrainBatch(tokens=tokens, positions=positions, demo_mask=jnp.asarray(rng.random((4, 10)) < 0.6, jnp.float32))
+  results = []
+  for chunk in (0, 8):
+    config = base_config()
+    config.train.loss_chunk_tokens = chunk
+    objective = make_objective(config, Parts(Decoder(cfg)), ["nll"])
+    results.append(jax.jit(jax.value_and_grad(lambda p: objective(p, batch, {}, None)[0]))(params))
+  assert calls == [8]  # traced once, with the config's chunk; the full path never called it
+  (full, full_grads), (chunked, chunked_grads) = results
+  np.testing.assert_allclose(float(chunked), float(full), rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(chunked_grads), jax.tree.leaves(full_grads)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-7)

@@ -151,8 +151,7 @@ def batch_totals(batch: TrainBatch, parts: Parts) -> dict[str, jax.Array]:
   f32 = lambda x: x.astype(jnp.float32)
   totals = {"rows": jnp.float32(batch.tokens.shape[0])}
   if batch.policy_mask is not None:
-    mask = f32(batch.policy_mask)
-    totals["policy"] = (mask * f32(batch.has_eos)[:, None] if parts.loss_cfg.mask_truncated else mask).sum()
+    totals["policy"] = Forward(parts, None, batch, None, None).policy_mask.sum()  # no forward: masks only
   if batch.demo_mask is not None:
     totals["demo"] = f32(batch.demo_mask).sum()
     if batch.rationale_mask is not None:

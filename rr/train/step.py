@@ -99,9 +99,9 @@ def accumulated_grads(grads_of: Callable, objective: Objective, params, batch, f
 def check_micro_batches(micro_batches: int, rows: int, mesh: jax.sharding.Mesh, rows_key: str, group: int = 1) -> None:
   """Refuses, before any work, a train.micro_batches that does not cut every data shard's rows into equal
   slices (of whole rollout groups of `group` rows)."""
-  shards = sharding.batch_shards(mesh)
   if micro_batches == 1:
     return
+  shards = sharding.batch_shards(mesh)
   if micro_batches < 1 or rows % (shards * micro_batches) or (rows // (shards * micro_batches)) % group:
     whole = f" of whole groups of {group} rows (rl.group_size)" if group > 1 else ""
     raise ConfigError(f"config.train.micro_batches={micro_batches} must be >= 1 and split the {rows} rows of "
