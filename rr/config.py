@@ -32,6 +32,9 @@ REMAT_POLICIES = ("none", "full", "dots")  # rr.models.decoder maps each to a ja
 ATTENTION_IMPLEMENTATIONS = ("auto", "xla", "cudnn")  # rr.models.layers
 PRIVILEGED_CONTEXTS = ("solution", "answer")  # what a privileged self-teacher reads (config.distill.teacher="self")
 MESH_AXES = ("data", "fsdp", "tensor")  # rr.sharding's mesh; config.mesh.rules name these
+GUIDE_HINTS = ("rationale", "answer")  # what Guide's hint holds (config.rl.guide_hint)
+PREFIX_LOSSES = ("advantage", "nll")  # Prefix-RFT's term on the demonstration prefix (config.rl.prefix_loss)
+SFT_STEP_SCHEDULES = ("none", "relift", "sasr")  # SFT steps between RL steps (config.rl.sft_steps)
 LORA_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")  # rr.models.lora.TARGETS: the projections LoRA adapts
 
 
@@ -56,6 +59,10 @@ def base_config() -> ml_collections.ConfigDict:
   # Mixed difficulty: > data.difficulty draws each generated question's difficulty uniformly from
   # data.difficulty..data.difficulty_max (each Example records its own); 0 = every question at data.difficulty
   c.data.difficulty_max = 0
+  # The test split's levels when they differ from the train's (composition depth: train on depths 1-2, test on
+  # 1-5); -1 = data.difficulty / data.difficulty_max
+  c.data.test_difficulty = -1
+  c.data.test_difficulty_max = -1
   # Which questions a generated task's splits hold: -1 = config.seed. Fix it to vary only the init and batch
   # order over seeds, e.g. to train every seed on one teacher's data (data.rationales_path).
   c.data.seed = -1
@@ -183,6 +190,35 @@ def base_config() -> ml_collections.ConfigDict:
   # is a level's mean |advantage|; Q <- alpha * r + (1 - alpha) * Q, levels drawn with p ~ exp(Q / temperature)
   c.rl.curriculum_alpha = 0.5
   c.rl.curriculum_temperature = 1.0
+  # Guide (2506.13923, docs/methods.md "Guide"): a group whose G rollouts all fail is sampled again with a hint in
+  # the prompt, and the policy without the hint trains on those rollouts, importance-weighted by
+  # rho / (rho + gamma), gamma the rl.guide_quantile quantile of the guided tokens' ratios
+  c.rl.guide = False
+  c.rl.guide_hint = "rationale"  # "rationale": the first guide_hint_fraction of the teacher's steps; "answer"
+  c.rl.guide_hint_fraction = 0.5
+  c.rl.guide_quantile = 0.9
+  # Prefix-RFT (2507.01679, docs/methods.md "Prefix-RFT"): this many rollouts of each group continue a prefix of
+  # the question's demonstration, floor(l * |demo|) tokens, l ~ U[low_t, prefix_high], low_t cosine from
+  # prefix_low_start to prefix_low_end over the run; the prefix tokens get the "prefix" term (on the
+  # prefix_entropy_top share of them with the highest entropy), the continuations the policy term; 0 = off
+  c.rl.prefix_rollouts = 0
+  c.rl.prefix_high = 0.95
+  c.rl.prefix_low_start = 0.95
+  c.rl.prefix_low_end = 0.05
+  c.rl.prefix_entropy_top = 0.2
+  c.rl.prefix_loss = "advantage"  # "advantage": -A log pi on the prefix tokens (the paper); "nll": -log pi
+  c.rl.prefix_weight = 1.0
+  # SFT steps on demonstrations between RL steps: "none"; "relift" (2506.07527): questions whose G rollouts all
+  # fail are buffered with their demonstrations, one SFT step (NLL - relift_entropy_coef * entropy) each time
+  # rl.relift_buffer are held; "sasr" (2505.13026): each step is an SFT step with probability g / (g + g0), g the
+  # SFT gradient norm now and g0 at the start, else an RL step (docs/methods.md)
+  c.rl.sft_steps = "none"
+  c.rl.relift_buffer = 128
+  c.rl.relift_entropy_coef = 0.001
+  c.rl.sft_batch_size = 64  # sasr: demonstrations per SFT step
+  # Stop once the run has sampled this many completion tokens (hinted resamples and prefixed rollouts included),
+  # so methods compare at the same sampling budget; 0 = run config.train.steps
+  c.rl.max_sampled_tokens = 0
   # The frozen reference policy of rl.kl_beta: "" = the run's starting params, else an rr workdir / checkpoints
   # directory or a Hugging Face model directory (rr.train.frozen.load_frozen)
   c.rl.reference = ""
@@ -320,6 +356,11 @@ def validate(config: ml_collections.ConfigDict, source: str = "config") -> None:
     raise ConfigError(f"config.data.difficulty_max={config.data.difficulty_max} is below "
                       f"config.data.difficulty={config.data.difficulty}; set it to 0 (every question at "
                       "data.difficulty) or to the highest level to draw (levels data.difficulty..difficulty_max)")
+  test_max = config.data.test_difficulty_max
+  if test_max >= 0 and test_max < max(config.data.test_difficulty, 0):
+    raise ConfigError(f"config.data.test_difficulty_max={test_max} is below config.data.test_difficulty="
+                      f"{config.data.test_difficulty}; -1 for the train split's levels, 0 for one level")
+  check_guided_rl(config.rl)
   _check_choice(config, "tokenizer.kind", ("char", "hf"))
   if config.tokenizer.kind == "hf" and not (config.tokenizer.path or config.model.hf_path):
     raise ConfigError("config.tokenizer.kind='hf' needs config.tokenizer.path (a local tokenizer directory) or "
@@ -401,6 +442,29 @@ def _check_lora(config) -> None:
                       f"config.lora.rank={lora.rank} set it to comma-separated names among {', '.join(LORA_TARGETS)}")
   if lora.alpha <= 0:
     raise ConfigError(f"config.lora.alpha={lora.alpha} must be > 0: the adapters' update is alpha / rank * A @ B")
+
+
+def check_guided_rl(rl) -> None:
+  """The keys of issue 14's demonstration-guided RL (Guide, Prefix-RFT, ReLIFT, SASR, a token budget)."""
+  _check_choice({"rl": rl}, "rl.guide_hint", GUIDE_HINTS)
+  _check_choice({"rl": rl}, "rl.prefix_loss", PREFIX_LOSSES)
+  _check_choice({"rl": rl}, "rl.sft_steps", SFT_STEP_SCHEDULES)
+  for name, low, high in (("guide_hint_fraction", 0.0, 1.0), ("guide_quantile", 0.0, 1.0),
+                          ("prefix_high", 0.0, 1.0), ("prefix_low_start", 0.0, 1.0), ("prefix_low_end", 0.0, 1.0),
+                          ("prefix_entropy_top", 0.0, 1.0)):
+    if not low <= rl[name] <= high:
+      raise ConfigError(f"config.rl.{name}={rl[name]} must be in [{low}, {high}]")
+  if max(rl.prefix_low_start, rl.prefix_low_end) > rl.prefix_high:
+    raise ConfigError(f"config.rl.prefix_low_start={rl.prefix_low_start} and prefix_low_end={rl.prefix_low_end} "
+                      f"must not exceed config.rl.prefix_high={rl.prefix_high}: l is drawn from U[low_t, high]")
+  if not 0 <= rl.prefix_rollouts < rl.group_size:
+    raise ConfigError(f"config.rl.prefix_rollouts={rl.prefix_rollouts} must be in [0, group_size={rl.group_size}): "
+                      "the other rollouts of a group are the policy's own (Prefix-RFT uses 1)")
+  for name in ("relift_buffer", "sft_batch_size"):
+    if rl[name] <= 0:
+      raise ConfigError(f"config.rl.{name}={rl[name]} must be positive")
+  if rl.max_sampled_tokens < 0:
+    raise ConfigError(f"config.rl.max_sampled_tokens={rl.max_sampled_tokens} must be >= 0 (0 = no token budget)")
 
 
 def _check_choice(config, dotted: str, choices: tuple) -> None:

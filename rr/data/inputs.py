@@ -37,7 +37,9 @@ def load_inputs(config) -> RunInputs:
     task = tasks.get_task(data.task)
     seed = data.seed if data.seed >= 0 else config.seed
     train = tasks.make_split(task, "train", data.train_size, data.difficulty, seed, data.difficulty_max)
-    test = tasks.make_split(task, "test", data.test_size, data.difficulty, seed + 1, data.difficulty_max)
+    test_low = data.difficulty if data.test_difficulty < 0 else data.test_difficulty
+    test_high = data.difficulty_max if data.test_difficulty_max < 0 else data.test_difficulty_max
+    test = tasks.make_split(task, "test", data.test_size, test_low, seed + 1, test_high)
   elif data.source == "tfds":
     from rr.data.tfds_source import read_split  # imports tensorflow_datasets: only for TFDS data
 

@@ -4,7 +4,10 @@ Token layout: `tokens[b, t]` with `positions` 0..n-1 on real tokens and -1 on pa
 the targets: `mask[b, t] = 1` when `tokens[b, t + 1]` is a token of that kind, so the log-prob read at `t` is
 that token's (rr.losses.sequence_log_probs).
   policy_mask  tokens the policy sampled: the policy-gradient, KL and entropy terms read these
-  demo_mask    demonstration tokens (SFT data; later forced prefixes and hints): the NLL term reads these
+  demo_mask    demonstration tokens (SFT data): the NLL term reads these
+  prefix_mask  Prefix-RFT: the demonstration prefix a rollout was forced to continue (the "prefix" term)
+  guided_mask  Guide: tokens of rollouts sampled with a hint in the prompt, trained without it (the "guide" term);
+               a row is in policy_mask or in guided_mask, never both
 With SFT packing (data.packing) a row holds several examples: positions restart at 0 in each and `segment_ids`
 numbers them (-1 on padding), so attention stays inside each example (rr.models.Decoder).
 A field a trainer does not use stays None (an empty pytree leaf), so the compiled step only carries what its
@@ -32,6 +35,8 @@ class TrainBatch:
   segment_ids: Array = None  # [B, T] int32: which example of a packed SFT row each token is, -1 on padding
   policy_mask: Array = None  # [B, T] float32: tokens[t + 1] was sampled by the policy
   demo_mask: Array = None  # [B, T] float32: tokens[t + 1] is a demonstration token
+  prefix_mask: Array = None  # [B, T] float32: tokens[t + 1] is a forced demonstration prefix (Prefix-RFT)
+  guided_mask: Array = None  # [B, T] float32: tokens[t + 1] was sampled with a hint in the prompt (Guide)
   behaviour_logp: Array = None  # [B, T] the sampler's log-prob of tokens[t + 1] under what it sampled from
   has_eos: Array = None  # [B] bool: the completion ended with EOS (not cut at max_new_tokens)
   group_ids: Array = None  # [B] int32: which prompt's group the row belongs to (row // G)
@@ -67,12 +72,16 @@ def put_batch(batch: TrainBatch, mesh: jax.sharding.Mesh) -> TrainBatch:
 
 
 def rollout_batch(prompts: list[list[int]], num_samples: int, tokens_NxC: np.ndarray, lengths_N: np.ndarray,
-                  sampler_logp_NxC: np.ndarray, eos_id: int, pad_id: int, width: int) -> TrainBatch:
+                  sampler_logp_NxC: np.ndarray, eos_id: int, pad_id: int, width: int,
+                  prefix_len_N: np.ndarray | None = None, guided_N: np.ndarray | None = None) -> TrainBatch:
   """The [N, width] host batch of one RL step from the sampler's output (rows prompt-major like it).
 
   Each row: its prompt left-padded to `width - C` columns, then the completion from that column on, right
   padded (C = the sampler's max_new_tokens). Rewards and advantages are added by the collector and the
-  device-side prepare step.
+  device-side prepare step. `prefix_len_N` (Prefix-RFT) counts a row's leading completion tokens that are a forced
+  demonstration prefix: they go to prefix_mask, the rest to policy_mask. `guided_N` (Guide) marks rows sampled
+  with a hint: their completion tokens go to guided_mask instead of policy_mask. Either mask is None when no row
+  has one.
   """
   n, max_new = tokens_NxC.shape
   prompt_width = width - max_new  # completions start here, on every row
@@ -94,8 +103,18 @@ def rollout_batch(prompts: list[list[int]], num_samples: int, tokens_NxC: np.nda
     mask[row, start:start + length] = 1.0
     sampler_logp[row, start:start + length] = sampler_logp_NxC[row, :length]
     has_eos[row] = length > 0 and tokens_NxC[row, length - 1] == eos_id
+  prefix_mask = guided_mask = None
+  if prefix_len_N is not None and np.any(prefix_len_N > 0):
+    columns = np.arange(width)[None, :] - (prompt_width - 1)  # completion token index read at each column
+    prefix_mask = (mask * (columns < np.asarray(prefix_len_N)[:, None])).astype(np.float32)
+    mask = mask - prefix_mask
+  if guided_N is not None and np.any(guided_N):
+    guided = np.asarray(guided_N, bool)[:, None]
+    guided_mask = np.where(guided, mask, 0.0).astype(np.float32)
+    mask = np.where(guided, 0.0, mask).astype(np.float32)
   return TrainBatch(tokens=tokens, positions=positions, policy_mask=mask, behaviour_logp=sampler_logp,
-                    has_eos=has_eos, group_ids=(np.arange(n) // num_samples).astype(np.int32))
+                    has_eos=has_eos, group_ids=(np.arange(n) // num_samples).astype(np.int32),
+                    prefix_mask=prefix_mask, guided_mask=guided_mask)
 
 
 def sft_batch(arrays: dict[str, np.ndarray]) -> TrainBatch:

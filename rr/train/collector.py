@@ -36,6 +36,7 @@ class Rollouts:
   failures: list[RewardFailure]
   seconds_sampling: float
   seconds_scoring: float
+  counts: dict = dataclasses.field(default_factory=dict)  # this step's RolloutCollector.count() totals
 
 
 class RolloutCollector:
@@ -43,45 +44,83 @@ class RolloutCollector:
 
   `prompts[i]` (token ids) and `examples[i]` describe train question i; `source` picks which ones each round
   samples (rr.train.sources), `rl.group_size` completions each; `keep` is the group filter (rr.train.groups).
+  Two optional parts change what a round samples: `prefixer` (rr.train.prefix_rft) forces some rollouts of each
+  group to continue a demonstration prefix, and `guide` (rr.train.guide) samples a group whose rollouts all
+  failed again with a hint in the prompt.
   """
 
   def __init__(self, rl, sampler: Sampler, tokenizer, prompts: Sequence[Sequence[int]], examples: Sequence,
                source, reward_fns: Sequence, combine: Combination, keep: Callable[[Groups], np.ndarray],
-               width: int, seed: int, max_rounds: int, privileged: PrivilegedRows | None = None):
+               width: int, seed: int, max_rounds: int, privileged: PrivilegedRows | None = None,
+               prefixer=None, guide=None):
     self.rl, self.sampler, self.tokenizer, self.width, self.seed = rl, sampler, tokenizer, width, seed
-    self.privileged = privileged
+    self.privileged, self.prefixer, self.guide = privileged, prefixer, guide
+    self.counts: dict[str, float] = {}
     self.prompts, self.examples, self.source = list(prompts), list(examples), source
     self.reward_fns, self.combine, self.keep, self.max_rounds = list(reward_fns), combine, keep, max_rounds
     names = [reward_name(f) for f in self.reward_fns]
     self.correctness_column = names.index("correctness") if "correctness" in names else None
     self.strategy = Sampling(temperature=rl.temperature, top_k=rl.top_k, top_p=rl.top_p)
 
-  def sample_round(self, params, step: int, round_: int) -> tuple[Groups, list[RewardFailure], float]:
-    """(scored groups, reward failures, seconds spent sampling) of one round."""
+  def count(self, **amounts: float) -> None:
+    """Adds to this step's counts (Rollouts.counts): "sampled_tokens" the sampler generated, "demo_tokens" of
+    demonstrations the rollouts were given (forced prefixes, hints), "all_failed_groups" and "groups" sampled."""
+    for name, amount in amounts.items():
+      self.counts[name] = self.counts.get(name, 0.0) + float(amount)
+
+  def round_key(self, step: int, round_: int) -> jax.Array:
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(self.seed), step), round_)
+
+  def sample_completions(self, params, picked: np.ndarray, step: int,
+                         key: jax.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(tokens [N, C], lengths [N], sampler log-probs [N, C], prefix lengths [N]) of rl.group_size completions of
+    each picked question, prompt-major; the prefixer's forced rows among them when there is one."""
+    if self.prefixer is not None:
+      return self.prefixer.sample(self, params, picked, step, key)
+    out = self.sampler(params, [self.prompts[i] for i in picked], max_new_tokens=self.rl.max_new_tokens,
+                       strategy=self.strategy, rng=key, num_samples=self.rl.group_size)
+    self.count(sampled_tokens=int(np.sum(out.lengths)))
+    return out.tokens, out.lengths, out.logprobs, np.zeros(len(out.lengths), np.int32)
+
+  def score(self, picked: np.ndarray, tokens_NxC: np.ndarray, lengths_N: np.ndarray, logprobs_NxC: np.ndarray,
+            prefix_len_N: np.ndarray | None = None,
+            guided_N: np.ndarray | None = None) -> tuple[Groups, list[RewardFailure]]:
+    """The completions of the picked questions (rl.group_size each, prompt-major) scored by every reward against
+    the question without any hint, as Groups."""
     rl = self.rl
-    picked = self.source.sample(step, round_, rl.prompts_per_step)
-    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(self.seed), step), round_)
-    t = time.time()
-    out = self.sampler(params, [self.prompts[i] for i in picked], max_new_tokens=rl.max_new_tokens,
-                       strategy=self.strategy, rng=key, num_samples=rl.group_size)
-    seconds_sampling = time.time() - t
     examples = [self.examples[i] for i in picked for _ in range(rl.group_size)]
-    completions = [decode_completion(self.tokenizer, row) for row in out.tokens]
+    completions = [decode_completion(self.tokenizer, row) for row in tokens_NxC]
     texts = [format_prompt(self.examples[i].question, self.tokenizer) for i in picked]  # a chat template
     prompt_texts = [text for text in texts for _ in range(rl.group_size)]  # renders once per prompt, not per row
-    mask_NxC = np.arange(out.tokens.shape[1])[None, :] < out.lengths[:, None]
+    mask_NxC = np.arange(tokens_NxC.shape[1])[None, :] < lengths_N[:, None]
     rewards_NxK, valid_N, failures = score_rewards(self.reward_fns, prompt_texts, completions, examples,
-                                                   tokens_NxC=out.tokens, mask_NxC=mask_NxC)
+                                                   tokens_NxC=tokens_NxC, mask_NxC=mask_NxC)
     total_N = np.asarray(self.combine(rewards_NxK, valid_N))
     passed_N = (rewards_NxK[:, self.correctness_column] >= 1.0 if self.correctness_column is not None
                 else np.zeros(len(completions), bool))
-    groups = Groups(rl.group_size, [self.prompts[i] for i in picked], examples, out.tokens, out.lengths,
-                    out.logprobs, rewards_NxK, valid_N, total_N, passed_N)
+    groups = Groups(rl.group_size, [self.prompts[i] for i in picked], examples, tokens_NxC, lengths_N,
+                    logprobs_NxC, rewards_NxK, valid_N, total_N, passed_N, prefix_len_N, guided_N)
+    return groups, failures
+
+  def sample_round(self, params, step: int, round_: int) -> tuple[Groups, list[RewardFailure], float]:
+    """(scored groups, reward failures, seconds spent sampling) of one round."""
+    picked = self.source.sample(step, round_, self.rl.prompts_per_step)
+    t = time.time()
+    tokens, lengths, logprobs, prefix_len = self.sample_completions(params, picked, step, self.round_key(step, round_))
+    seconds_sampling = time.time() - t
+    groups, failures = self.score(picked, tokens, lengths, logprobs, prefix_len)
+    self.count(all_failed_groups=int(groups.all_failed.sum()), groups=groups.num_groups)
+    if self.guide is not None:
+      t = time.time()
+      groups, guide_failures = self.guide.resample_failed(self, params, groups, picked, step, round_)
+      failures.extend(guide_failures)
+      seconds_sampling += time.time() - t
     return groups, failures, seconds_sampling
 
   def collect(self, params, step: int) -> Rollouts:
     rl = self.rl
     t0 = time.time()
+    self.counts = {}
     failures: list[RewardFailure] = []
     sampling = [0.0]
 
@@ -94,10 +133,11 @@ class RolloutCollector:
     collected: Collected = collect_groups(one_round, rl.prompts_per_step, self.max_rounds, self.keep)
     chosen = collected.batch
     batch = rollout_batch(chosen.prompts, rl.group_size, chosen.tokens, chosen.lengths, chosen.logprobs,
-                          self.tokenizer.eos_id, self.tokenizer.pad_id, self.width)
+                          self.tokenizer.eos_id, self.tokenizer.pad_id, self.width, chosen.prefix_len_N,
+                          chosen.guided_N)
     batch = batch.replace(rewards=np.asarray(chosen.total_N, np.float32),
                           valid=np.asarray(chosen.valid_N, np.float32))
     if self.privileged is not None:
       batch = self.privileged.add_to(batch, chosen.examples, chosen.tokens, chosen.lengths)
     return Rollouts(batch, chosen, collected.sampled, collected.rounds, collected.kept, failures, sampling[0],
-                    time.time() - t0 - sampling[0])
+                    time.time() - t0 - sampling[0], dict(self.counts))

@@ -36,6 +36,20 @@ class Groups:
   valid_N: np.ndarray  # [N] False where a reward failed on the row
   total_N: np.ndarray  # [N] the combined reward
   passed_N: np.ndarray  # [N] the task verifier accepted the completion
+  prefix_len_N: np.ndarray = None  # [N] leading completion tokens that are a forced demonstration prefix (Prefix-RFT)
+  guided_N: np.ndarray = None  # [N] bool: sampled with a hint in the prompt (Guide); the hint is not in `prompts`
+
+  def __post_init__(self):  # rollouts of neither kind unless the collector says so
+    n = len(self.lengths)
+    if self.prefix_len_N is None:
+      self.prefix_len_N = np.zeros(n, np.int32)
+    if self.guided_N is None:
+      self.guided_N = np.zeros(n, bool)
+
+  @property
+  def all_failed(self) -> np.ndarray:
+    """bool [num_groups]: no valid row of the group passed the task verifier (the groups Guide and ReLIFT serve)."""
+    return ~(self.passed_N & self.valid_N).reshape(-1, self.group_size).any(axis=1)
 
   @property
   def num_groups(self) -> int:
@@ -54,7 +68,8 @@ class Groups:
                   *(np.concatenate([getattr(g, f) for g in parts]) for f in _ROW_ARRAYS))
 
 
-_ROW_ARRAYS = ("tokens", "lengths", "logprobs", "rewards_NxK", "valid_N", "total_N", "passed_N")
+_ROW_ARRAYS = ("tokens", "lengths", "logprobs", "rewards_NxK", "valid_N", "total_N", "passed_N", "prefix_len_N",
+               "guided_N")
 
 
 def keep_groups(groups: Groups, *, drop_equal: bool, pass_rate_min: float = 0.0,

@@ -41,9 +41,16 @@ from rr.train.rl_config import (build_combination, build_rewards, check_group_fi
                                 reward_config)
 from rr.train.setup import build_mesh, build_model_config
 from rr.train.sft import teacher_model
+from rr.train.guide import make_guide
+from rr.train.prefix_rft import make_prefixer
+from rr.train.sft_steps import make_sft_steps
 from rr.train.sources import make_prompt_source
 from rr.train.state import lora_settings, open_run, policy_params, starting_state, trained_dtype
 from rr.train.step import check_micro_batches, make_train_step
+
+# Counts every step reports ("train/<name>") and the run totals ("train/total_<name>", "total/<name>" in the
+# summary): completion tokens sampled (what rl.max_sampled_tokens budgets) and demonstration tokens given or trained
+COUNTS = ("sampled_tokens", "demo_tokens")
 
 __all__ = ["GRPOStep", "build_combination", "build_rewards", "policy_loss_config", "reward_config", "run"]
 
@@ -80,13 +87,23 @@ class GRPOStep:
     filtering = bool(filter_names(rl))
     self.collector = RolloutCollector(rl, self.sampler, tokenizer, prompts, examples, self.source, reward_fns,
                                       combine, make_keep(rl), width, config.seed,
-                                      rl.max_sampling_rounds if filtering else 1, self_teacher)
+                                      rl.max_sampling_rounds if filtering else 1, self_teacher,
+                                      prefixer=make_prefixer(config, tokenizer, examples, width),
+                                      guide=make_guide(config, tokenizer, examples, width))
     self.prepare = make_prepare(config, parts, estimator, shardings, mesh, frozen_shardings)
     self.update = make_train_step(make_objective(config, parts, self.terms), optimizer, shardings, mesh,
                                   frozen_shardings, seed=config.seed, micro_batches=config.train.micro_batches)
+    # SFT steps on demonstrations between the RL steps (rl.sft_steps: ReLIFT, SASR), or None
+    self.sft_steps = make_sft_steps(config, model, optimizer, shardings, mesh, tokenizer, examples)
+    self.totals = dict.fromkeys(COUNTS, 0.0)  # run totals of the counts, kept in the checkpoint's data state
     self.warned_flat = False
 
   def __call__(self, state, n: int) -> StepOutput:
+    if self.sft_steps is not None:  # SASR: this step may be an SFT step instead of an RL step
+      taken = self.sft_steps.instead_of_rl(state, n)
+      if taken is not None:
+        self.add_counts(taken.host)
+        return taken
     rollouts = self.collector.collect(policy_params(state), n)
     t = time.time()
     batch = put_batch(rollouts.batch, self.mesh)
@@ -96,6 +113,11 @@ class GRPOStep:
     self.source.update(n, rollouts)
     host = self.host_metrics(rollouts)
     host.update(self.source.metrics())  # a curriculum's state (SEC: train/curriculum/...)
+    if self.sft_steps is not None:  # ReLIFT: buffer the all-failed questions; an SFT step when the buffer is full
+      state, metrics, sft_host = self.sft_steps.after_rl(state, n, rollouts, metrics)
+      host.update(sft_host)
+      host["train/demo_tokens"] = host.get("train/demo_tokens", 0.0) + sft_host.get("train/sft_demo_tokens", 0.0)
+    self.add_counts(host)
     host["train/seconds_dispatch"] = time.time() - t
     notes = [f"rr: reward {f.reward} failed on row {f.row}: {f.error}" for f in rollouts.failures[:5]]
     # Equal rewards in every group leave group advantages at 0, but not a critic's (the value head still learns).
@@ -105,9 +127,30 @@ class GRPOStep:
       self.warned_flat = True
     return StepOutput(state, {**metrics, **prepare_metrics}, host, notes)
 
+  def add_counts(self, host: dict) -> None:
+    """Adds a step's counts ("train/<count>") to the run totals, and logs the totals so far ("train/total_...")."""
+    for name in COUNTS:
+      self.totals[name] += host.get(f"train/{name}", 0.0)
+    host.update({f"train/total_{name}": value for name, value in self.totals.items()})
+
+  def done(self) -> bool:
+    """The run has sampled its rl.max_sampled_tokens (when set)."""
+    return bool(self.rl.max_sampled_tokens) and self.totals["sampled_tokens"] >= self.rl.max_sampled_tokens
+
+  def state_dict(self) -> dict:
+    """What a resumed run needs to continue exactly: the prompt source's, the SFT steps' state and the totals."""
+    return {"prompt_source": self.source.state_dict(), "totals": dict(self.totals),
+            **({"sft_steps": self.sft_steps.state_dict()} if self.sft_steps is not None else {})}
+
+  def load_state_dict(self, state: dict) -> None:
+    self.source.load_state_dict(state.get("prompt_source", {}))
+    self.totals.update(state.get("totals", {}))
+    if self.sft_steps is not None:
+      self.sft_steps.load_state_dict(state.get("sft_steps", {}))
+
   def host_metrics(self, rollouts: Rollouts) -> dict:
     """TRL-named "train/..." scalars of the rewards and completions, known on the host before the update."""
-    sampled, chosen = rollouts.sampled, rollouts.chosen
+    sampled, chosen, counts = rollouts.sampled, rollouts.chosen, rollouts.counts
     valid = sampled.valid_N
     group_std = sampled.total_N.reshape(-1, self.rl.group_size).std(axis=1)
     lengths = chosen.lengths.astype(np.float64)
@@ -122,6 +165,9 @@ class GRPOStep:
             "train/completions/clipped_ratio": float(np.mean(~rollouts.batch.has_eos)),
             "train/seconds_sampling": rollouts.seconds_sampling,
             "train/seconds_scoring": rollouts.seconds_scoring,
+            # groups whose every rollout failed the verifier (before Guide resamples them), of all sampled
+            "train/frac_all_failed": counts.get("all_failed_groups", 0.0) / max(counts.get("groups", 0.0), 1.0),
+            **{f"train/{name}": counts.get(name, 0.0) for name in COUNTS},
             "tokens_read": float(sampled.lengths.sum()),
             **{f"train/{k}": v for k, v in reward_metrics(self.reward_fns, sampled.rewards_NxK, valid).items()}}
 
@@ -185,7 +231,7 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   rl_step = GRPOStep(config, model, optimizer, shardings, mesh, tokenizer, prompts, inputs.train, reward_fns, combine,
                      width, frozen, frozen_models, frozen_shardings)
   if resumed is not None:
-    rl_step.source.load_state_dict(checkpoints.read_record(resumed).get("data_state", {}).get("prompt_source", {}))
+    rl_step.load_state_dict(checkpoints.read_record(resumed).get("data_state", {}))
 
   def evaluate(params) -> dict:
     if not eval_examples:
@@ -194,7 +240,8 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
                              max_new_tokens=config.eval.max_new_tokens, batch_size=config.eval.batch_size)
 
   trainer = Trainer("grpo", total_steps, rl_step, evaluate, learning_rate=lambda n: float(schedule(n * rl.epochs - 1)),
-                    data_state=lambda: {"prompt_source": rl_step.source.state_dict()}, evaluate_first=True,
+                    data_state=rl_step.state_dict, evaluate_first=True, done=rl_step.done,
+                    totals=lambda: {f"total/{name}": value for name, value in rl_step.totals.items()},
                     curves=("train/reward", "train/loss", "eval/accuracy"))
   return run_loop(trainer, state, workdir, config, checkpoints, record, resumed, start, should_stop)
 

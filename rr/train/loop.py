@@ -49,6 +49,8 @@ class Trainer:
   learning_rate: Callable[[int], float]  # the learning rate of the last update of loop step n (read at logs)
   data_state: Callable[[], dict] = dict  # JSON state saved with each checkpoint's record
   evaluate_first: bool = False  # evaluate the starting params as eval/accuracy_initial (RL from a checkpoint)
+  done: Callable[[], bool] = lambda: False  # a budget is spent (rl.max_sampled_tokens): finish before total_steps
+  totals: Callable[[], dict] = dict  # "total/..." run counts for the summary (sampled tokens, say)
   curves: tuple = ("train/loss", "eval/accuracy", "eval/step_accuracy")
 
 
@@ -101,7 +103,7 @@ def run_loop(trainer: Trainer, state: dict, workdir: str, config, checkpoints, r
         window.append(row)
         return bad
 
-      while step < trainer.total_steps:
+      while step < trainer.total_steps and not trainer.done():
         out = trainer.step(state, step)
         state = out.state
         step += 1
@@ -110,8 +112,9 @@ def run_loop(trainer: Trainer, state: dict, workdir: str, config, checkpoints, r
           bar.write(note)
         bad = flush()  # the step before this one, done by now or nearly
         pending = out
-        log = step % config.train.log_every == 0 or step == trainer.total_steps
-        evaluate = bool(config.train.eval_every) and step % config.train.eval_every == 0 and step < trainer.total_steps
+        last = step == trainer.total_steps or trainer.done()
+        log = step % config.train.log_every == 0 or last
+        evaluate = bool(config.train.eval_every) and step % config.train.eval_every == 0 and not last
         checkpoint = step % config.train.checkpoint_every == 0
         if log or evaluate or checkpoint:
           bad = bad or flush()
@@ -135,7 +138,7 @@ def run_loop(trainer: Trainer, state: dict, workdir: str, config, checkpoints, r
           save()
         stop_now = stop.agreed()  # every step, on every process: all of them stop after the same step
         if stop_now or (should_stop is not None and should_stop(step)):
-          interrupted = step < trainer.total_steps
+          interrupted = step < trainer.total_steps and not trainer.done()
           break
       bad = flush()  # the last step in flight
       if bad and not failed:
@@ -158,7 +161,7 @@ def run_loop(trainer: Trainer, state: dict, workdir: str, config, checkpoints, r
     if last_eval:
       writer.write(step, last_eval)
   summary = {"step": step, "finished": not interrupted, "wall_seconds": time.time() - start,
-             "num_params": count_params(state["params"]), **last_train, **last_eval}
+             "num_params": count_params(state["params"]), **last_train, **last_eval, **trainer.totals()}
   if "eval/accuracy_initial" in first_eval:
     summary["eval/accuracy_initial"] = first_eval["eval/accuracy_initial"]
   writer.write_summary(summary)

@@ -48,7 +48,7 @@ from rr.train.batch import TrainBatch
 from rr.train.state import LORA_BASE, LORA_SCALE
 
 TERMS = Registry("objective term", "config.train.loss_terms")
-BUILT_IN_TERM_MODULES = ("rr.train.privileged",)  # register their terms when imported (term_names imports them)
+BUILT_IN_TERM_MODULES = ("rr.train.privileged", "rr.train.guide", "rr.train.prefix_rft")  # register their terms when imported (term_names imports them)
 Term = Callable[["Forward"], tuple[jax.Array, dict[str, jax.Array]]]
 Objective = Callable[[Any, TrainBatch, Any, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
 
@@ -328,12 +328,15 @@ def step_by_step_term(config, parts: Parts) -> Term:
 
 def default_terms(config, trainer: str, value_head: bool) -> list[str]:
   """The trainer's own composition when config.train.loss_terms is "": SFT is the NLL; RL is the surrogate,
-  plus the KL when rl.kl_beta > 0, the entropy bonus when rl.entropy_coef != 0, the value loss with a value head."""
+  plus the KL when rl.kl_beta > 0, the entropy bonus when rl.entropy_coef != 0, the value loss with a value head,
+  Guide's importance-weighted term on hinted rollouts (rl.guide) and Prefix-RFT's term on demonstration prefixes
+  (rl.prefix_rollouts > 0)."""
   if trainer == "sft":
     return ["nll"]
   rl = config.rl
   return (["policy"] + (["kl"] if rl.kl_beta > 0 else []) + (["entropy"] if rl.entropy_coef else [])
-          + (["value"] if value_head else []))
+          + (["value"] if value_head else []) + (["guide"] if rl.guide else [])
+          + (["prefix"] if rl.prefix_rollouts else []))
 
 
 def term_names(config, trainer: str, value_head: bool = False) -> list[str]:
