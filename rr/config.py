@@ -356,10 +356,12 @@ def validate(config: ml_collections.ConfigDict, source: str = "config") -> None:
     raise ConfigError(f"config.data.difficulty_max={config.data.difficulty_max} is below "
                       f"config.data.difficulty={config.data.difficulty}; set it to 0 (every question at "
                       "data.difficulty) or to the highest level to draw (levels data.difficulty..difficulty_max)")
-  test_max = config.data.test_difficulty_max
-  if test_max >= 0 and test_max < max(config.data.test_difficulty, 0):
-    raise ConfigError(f"config.data.test_difficulty_max={test_max} is below config.data.test_difficulty="
-                      f"{config.data.test_difficulty}; -1 for the train split's levels, 0 for one level")
+  test_low = config.data.difficulty if config.data.test_difficulty < 0 else config.data.test_difficulty
+  test_max = config.data.difficulty_max if config.data.test_difficulty_max < 0 else config.data.test_difficulty_max
+  if test_max and test_max < test_low:
+    raise ConfigError(f"config.data.test_difficulty_max={test_max} is below config.data.test_difficulty={test_low} "
+                      "(-1 reads the train split's data.difficulty / difficulty_max): set both test keys, -1 for "
+                      "the train split's levels or 0 for one level")
   check_guided_rl(config.rl)
   _check_choice(config, "tokenizer.kind", ("char", "hf"))
   if config.tokenizer.kind == "hf" and not (config.tokenizer.path or config.model.hf_path):

@@ -149,3 +149,19 @@ def test_user_data_gets_one_row_without_step_accuracy(tmp_path):
   markdown = open(report.write_all(str(tmp_path / "out"), r, [e], greedy, sampled)["report.md"]).read()
   assert "| difficulty | questions | accuracy (greedy) | pass@1 |" in markdown
   assert "| 0 | 1 | 1.000 | 0.000 |" in markdown
+
+
+def test_the_test_split_can_have_its_own_levels_for_composition_depth():
+  config = load_config(f"{SFT}:runlocal")
+  apply_overrides(config, [("data.task", "strings"), ("data.difficulty", "1"), ("data.difficulty_max", "2"),
+                           ("data.test_difficulty", "1"), ("data.test_difficulty_max", "5"), ("data.train_size", "60"),
+                           ("data.test_size", "60")])
+  inputs = load_inputs(config)
+  assert {e.difficulty for e in inputs.train} == {1, 2}
+  assert {e.difficulty for e in inputs.test} == {1, 2, 3, 4, 5}
+  # The test split at its own levels is the split make_split draws for them: the same as a run trained on 1-5 sees.
+  assert inputs.test == make_split("strings", "test", 60, 1, config.seed + 1, 5)
+  apply_overrides(config, [("data.test_difficulty", "-1"), ("data.test_difficulty_max", "-1")])
+  assert {e.difficulty for e in load_inputs(config).test} == {1, 2}  # -1: the train split's levels
+  with pytest.raises(ConfigError, match="config.data.test_difficulty_max=2 is below config.data.test_difficulty=3"):
+    apply_overrides(config, [("data.test_difficulty", "3"), ("data.test_difficulty_max", "2")])
