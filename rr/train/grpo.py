@@ -89,7 +89,8 @@ class GRPOStep:
                                       combine, make_keep(rl), width, config.seed,
                                       rl.max_sampling_rounds if filtering else 1, self_teacher,
                                       prefixer=make_prefixer(config, tokenizer, examples, width),
-                                      guide=make_guide(config, tokenizer, examples, width))
+                                      guide=make_guide(config, tokenizer, examples, width,
+                                                       longest_prompt=self.sampler.prompt_buckets[-1]))
     self.prepare = make_prepare(config, parts, estimator, shardings, mesh, frozen_shardings)
     self.update = make_train_step(make_objective(config, parts, self.terms), optimizer, shardings, mesh,
                                   frozen_shardings, seed=config.seed, micro_batches=config.train.micro_batches)

@@ -84,11 +84,18 @@ class Forward:
 
   @property
   def policy_share(self) -> jax.Array:
-    """share() for the policy-side aggregation (rl.aggregation): by tokens for token-mean, by rows otherwise."""
+    """share() for the policy-side aggregation (rl.aggregation): by tokens for token-mean, by rows otherwise.
+    Under token-mean a batch with Guide's rows (guided_mask) divides by the policy's and the guided tokens
+    together, so the policy-side terms and the "guide" term make one mean over every trained token."""
+    if self.parts.loss_cfg.aggregation == "token-mean":
+      local = self.policy_mask.sum()
+      if self.totals is None:
+        if self.batch.guided_mask is None:
+          return jnp.ones((), jnp.float32)
+        return local / jnp.maximum(local + self.guided_mask.sum(), 1.0)
+      return local / jnp.maximum(self.totals["policy"] + self.totals.get("guided", 0.0), 1.0)
     if self.totals is None:
       return jnp.ones((), jnp.float32)
-    if self.parts.loss_cfg.aggregation == "token-mean":
-      return self.share("policy", self.policy_mask.sum())
     return self.share("rows", jnp.float32(self.batch.tokens.shape[0]))
 
   @functools.cached_property
@@ -132,6 +139,15 @@ class Forward:
       mask = mask * self.batch.has_eos.astype(jnp.float32)[:, None]
     return mask
 
+  @functools.cached_property
+  def guided_mask(self) -> jax.Array:
+    """Guide's hinted-rollout tokens the "guide" term trains on: truncated rows dropped with rl.mask_truncated, as
+    from policy_mask."""
+    mask = self.batch.guided_mask.astype(jnp.float32)
+    if self.parts.loss_cfg.mask_truncated:
+      mask = mask * self.batch.has_eos.astype(jnp.float32)[:, None]
+    return mask
+
   def frozen_logp(self, name: str) -> jax.Array:
     """sg(log-probs) of the frozen model `name` (a reference policy, a teacher) on the batch's tokens."""
     return _frozen_logp(self, name)
@@ -147,7 +163,7 @@ class Forward:
 
 def batch_totals(batch: TrainBatch, parts: Parts) -> dict[str, jax.Array]:
   """The counts the terms' means divide by, over a whole batch, for its micro-batches (Forward.share): rows,
-  policy tokens (as Forward.policy_mask), demonstration tokens, the step-by-step tasks' and the value tokens."""
+  policy tokens (as Forward.policy_mask), guided tokens (as Forward.guided_mask), demonstration tokens, the step-by-step tasks' and the value tokens."""
   f32 = lambda x: x.astype(jnp.float32)
   totals = {"rows": jnp.float32(batch.tokens.shape[0])}
   if batch.policy_mask is not None:
@@ -159,6 +175,8 @@ def batch_totals(batch: TrainBatch, parts: Parts) -> dict[str, jax.Array]:
       totals["answer"] = (f32(batch.demo_mask) * (1.0 - f32(batch.rationale_mask))).sum()
   if batch.value_mask is not None:
     totals["value"] = f32(batch.value_mask).sum()
+  if batch.guided_mask is not None:  # the "guide" term's tokens, truncated rows dropped as from the policy's
+    totals["guided"] = Forward(parts, None, batch, None, None).guided_mask.sum()
   return totals
 
 
