@@ -88,7 +88,8 @@ class GRPOStep:
     self.collector = RolloutCollector(rl, self.sampler, tokenizer, prompts, examples, self.source, reward_fns,
                                       combine, make_keep(rl), width, config.seed,
                                       rl.max_sampling_rounds if filtering else 1, self_teacher,
-                                      prefixer=make_prefixer(config, tokenizer, examples, width),
+                                      prefixer=make_prefixer(config, tokenizer, examples, width,
+                                                             longest_prompt=self.sampler.prompt_buckets[-1]),
                                       guide=make_guide(config, tokenizer, examples, width,
                                                        longest_prompt=self.sampler.prompt_buckets[-1]))
     self.prepare = make_prepare(config, parts, estimator, shardings, mesh, frozen_shardings)

@@ -48,7 +48,8 @@ from rr.train.batch import TrainBatch
 from rr.train.state import LORA_BASE, LORA_SCALE
 
 TERMS = Registry("objective term", "config.train.loss_terms")
-BUILT_IN_TERM_MODULES = ("rr.train.privileged", "rr.train.guide", "rr.train.prefix_rft")  # register their terms when imported (term_names imports them)
+# Modules that register their terms when imported (term_names imports them)
+BUILT_IN_TERM_MODULES = ("rr.train.privileged", "rr.train.guide", "rr.train.prefix_rft")
 Term = Callable[["Forward"], tuple[jax.Array, dict[str, jax.Array]]]
 Objective = Callable[[Any, TrainBatch, Any, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
 
@@ -163,7 +164,9 @@ class Forward:
 
 def batch_totals(batch: TrainBatch, parts: Parts) -> dict[str, jax.Array]:
   """The counts the terms' means divide by, over a whole batch, for its micro-batches (Forward.share): rows,
-  policy tokens (as Forward.policy_mask), guided tokens (as Forward.guided_mask), demonstration tokens, the step-by-step tasks' and the value tokens."""
+  policy tokens (as Forward.policy_mask), guided tokens (as Forward.guided_mask), demonstration tokens, the
+  step-by-step tasks' and the value tokens, and Prefix-RFT's prefix tokens (every one its term may select, not
+  the ones it selects: that choice depends on the params)."""
   f32 = lambda x: x.astype(jnp.float32)
   totals = {"rows": jnp.float32(batch.tokens.shape[0])}
   if batch.policy_mask is not None:
@@ -177,6 +180,9 @@ def batch_totals(batch: TrainBatch, parts: Parts) -> dict[str, jax.Array]:
     totals["value"] = f32(batch.value_mask).sum()
   if batch.guided_mask is not None:  # the "guide" term's tokens, truncated rows dropped as from the policy's
     totals["guided"] = Forward(parts, None, batch, None, None).guided_mask.sum()
+  if batch.prefix_mask is not None:  # the "prefix" term's tokens: Prefix-RFT's rule, kept beside its term
+    from rr.train.prefix_rft import trained_prefix_mask
+    totals["prefix"] = trained_prefix_mask(batch, parts).sum()
   return totals
 
 
