@@ -43,7 +43,7 @@ from rr.train.setup import build_mesh, build_model_config
 from rr.train.sft import teacher_model
 from rr.train.guide import make_guide
 from rr.train.prefix_rft import make_prefixer
-from rr.train.sft_steps import make_sft_steps
+from rr.train.sft_steps import check_sft_steps, make_sft_steps
 from rr.train.sources import make_prompt_source
 from rr.train.state import lora_settings, open_run, policy_params, starting_state, trained_dtype
 from rr.train.step import check_micro_batches, make_train_step
@@ -205,6 +205,10 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   mesh = build_mesh(config, batch_size, "config.rl.prompts_per_step * config.rl.group_size")
   check_micro_batches(config.train.micro_batches, batch_size, mesh, "rl.prompts_per_step * rl.group_size",
                       rl.group_size)
+  # The demonstration parts' config errors (a hint or prefix the sampler cannot take, say), before any state exists
+  check_sft_steps(config, len(inputs.train), mesh)
+  make_guide(config, tokenizer, inputs.train, width)
+  make_prefixer(config, tokenizer, inputs.train, width)
   # ---------------------------------------------------------------- model and optimiser
   model = Decoder(model_cfg)
   total_steps = config.train.steps

@@ -49,7 +49,7 @@ from rr.train.state import LORA_BASE, LORA_SCALE
 
 TERMS = Registry("objective term", "config.train.loss_terms")
 # Modules that register their terms when imported (term_names imports them)
-BUILT_IN_TERM_MODULES = ("rr.train.privileged", "rr.train.guide", "rr.train.prefix_rft")
+BUILT_IN_TERM_MODULES = ("rr.train.privileged", "rr.train.guide", "rr.train.prefix_rft", "rr.train.sft_steps")
 Term = Callable[["Forward"], tuple[jax.Array, dict[str, jax.Array]]]
 Objective = Callable[[Any, TrainBatch, Any, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
 
