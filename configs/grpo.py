@@ -4,14 +4,23 @@
 The model preset and tokenizer must match the checkpoint's. The recipe of the default job's RL stage:
 task correctness plus a small format reward, group-normalised advantages, DAPO's clip-higher, token-mean
 loss and dynamic sampling, one optimiser step per batch of rollouts. Any `config.rl` field changes it.
-`:mixed` is issue 14's harder task, addition of 1 to 6 digits (start from a `configs/sft.py:mixed` checkpoint).
+`:mixed` is issue 14's harder task, addition of 1 to 6 digits (start from a `configs/sft.py:mixed` checkpoint);
+`:mixed,task=countdown` (4-6 source numbers) and `:mixed,task=strings` (composition depths 1-5) are the others,
+with configs/sft.py's MIXED_TASKS levels and lengths (start from `configs/sft.py:mixed,task=<the same>`).
 """
 
-from rr.config import base_config, parse_arg, shrink_for_runlocal
+import os
+import runpy
+
+from rr.config import ConfigError, base_config, parse_arg, shrink_for_runlocal
+
+SFT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sft.py")
 
 
 def get_config(arg=None):
-  args = parse_arg(arg, runlocal=False, mixed=False)
+  args = parse_arg(arg, runlocal=False, mixed=False, task="")
+  if args.task and not args.mixed:
+    raise ConfigError(f"config argument task={args.task!r} picks the :mixed variant's task; pass mixed,task=...")
   c = base_config()
   c.trainer = "grpo"
   c.data.task = "addition"
@@ -32,10 +41,12 @@ def get_config(arg=None):
   c.rl.eps_high = 0.28
   c.rl.aggregation = "token-mean"
   c.rl.dynamic_sampling = True
-  if args.mixed:
-    c.data.difficulty, c.data.difficulty_max = 1, 6
-    c.data.max_len = 80  # the longest 6-digit example is 77 tokens
-    c.eval.max_new_tokens = c.rl.max_new_tokens = 64  # its completion is 63 with eos
+  if args.mixed:  # the SFT config's table, so an RL run fits the examples its checkpoint was trained on
+    task = runpy.run_path(SFT_CONFIG)["mixed_task"](args.task or "addition")
+    c.data.task = args.task or "addition"
+    c.data.difficulty, c.data.difficulty_max = task.difficulty, task.difficulty_max
+    c.data.max_len = task.max_len
+    c.eval.max_new_tokens = c.rl.max_new_tokens = task.max_new_tokens
   if args.runlocal:
     shrink_for_runlocal(c)
     c.train.log_every = 1
