@@ -231,8 +231,10 @@ class SASR:
 # ------------------------------------------------------------------------------------------ building them
 
 def check_sft_steps(config, num_examples: int, mesh: jax.sharding.Mesh) -> None:
-  """The config errors of rl.sft_steps, before anything is compiled."""
+  """The config errors of rl.sft_steps, before anything is compiled (none when it is "none")."""
   rl = config.rl
+  if rl.sft_steps == "none":
+    return
   key = "relift_buffer" if rl.sft_steps == "relift" else "sft_batch_size"
   rows = rl[key]
   if rl.sft_steps == "relift" and "correctness" not in split_names(rl.rewards):
