@@ -1,9 +1,10 @@
 """Issue 14's demonstration-guided RL and curricula: configs/grpo.py:mixed plus one method each.
 
 `python -m rr.main --config configs/guided_rl.py:method=guide --config.init_checkpoint=SFT_WORKDIR --workdir W`
-starts from a `configs/sft.py:mixed` checkpoint (`,task=countdown` or `,task=strings` with the same task there;
-`,runlocal` shrinks it to seconds). docs/methods.md has each method's formula; the settings are the papers' where
-they carry over to 8 prompts x 8 rollouts a step, and scaled where they count questions:
+(method defaults to grpo) starts from a `configs/sft.py:mixed` checkpoint (`,task=countdown` or `,task=strings`
+with the same task there; `,runlocal` shrinks it to seconds). docs/methods.md has each method's formula; the
+settings are the papers' where they carry over to 8 prompts x 8 rollouts a step, and scaled where they count
+questions:
 
   grpo        plain GRPO: configs/grpo.py:mixed (DAPO's clip-higher, token mean, dynamic sampling), no demonstrations
   guide       Guide (2506.13923): an all-failed group is sampled again with a hint, the first half of the teacher
@@ -36,7 +37,7 @@ RELIFT_BUFFER_RUNLOCAL = 2  # 2 prompts a step: an SFT step within a runlocal ru
 
 
 def get_config(arg=None):
-  args = parse_arg(arg, method="", task="addition", runlocal=False)
+  args = parse_arg(arg, method="grpo", task="addition", runlocal=False)
   if args.method not in METHODS:
     raise ConfigError(f"config argument method={args.method!r} is not one of {', '.join(METHODS)}; pass e.g. "
                       "configs/guided_rl.py:method=guide")

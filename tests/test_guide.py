@@ -3,7 +3,6 @@ squashed importance-weighted term against hand numbers, and a short GRPO run wit
 
 import math
 import os
-from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -15,13 +14,11 @@ from rr.config import ConfigError, base_config
 from rr.data import CharTokenizer
 from rr.losses import PolicyLossConfig
 from rr.tasks import Example
-from rr.train.collector import RolloutCollector
-from rr.train.groups import make_keep
 from rr.train.guide import GUIDE_KEY, hinted_question, make_guide, masked_quantile
 from rr.train.metrics import read_metrics
 from rr.train.batch import TrainBatch
 from rr.train.objectives import TERMS, Forward, Parts, batch_totals, make_objective
-from rr.train.rl_config import build_combination, build_rewards
+from scripted_rollouts import ScriptedSampler, scripted_collector
 from test_grpo import grpo_config
 
 TOKENIZER = CharTokenizer()
@@ -76,40 +73,15 @@ def test_make_guide_encodes_every_hinted_prompt_and_counts_its_hint_tokens():
 C = 6  # max_new_tokens
 
 
-def completion(text, logp):
-  ids = TOKENIZER.encode(text) + [TOKENIZER.eos_id]
-  return ids + [TOKENIZER.pad_id] * (C - len(ids)), len(ids), [logp] * len(ids) + [0.0] * (C - len(ids))
-
-
-class FakeSampler:
-  """Plays back one scripted SampleOutput per call and records what it was asked."""
-
-  def __init__(self, *outputs):
-    self.outputs, self.calls = list(outputs), []
-
-  def __call__(self, params, prompts, *, max_new_tokens, strategy, rng, num_samples):
-    self.calls.append(SimpleNamespace(prompts=[list(p) for p in prompts], rng=rng, num_samples=num_samples))
-    rows = self.outputs.pop(0)
-    tokens, lengths, logps = zip(*(completion(text, logp) for text, logp in rows))
-    return SimpleNamespace(tokens=np.array(tokens, np.int32), lengths=np.array(lengths, np.int32),
-                           logprobs=np.array(logps, np.float32))
-
-
-class BothQuestions:
-  def sample(self, step, round_, count):
-    return np.array([0, 1])
+def FakeSampler(*outputs):
+  return ScriptedSampler(TOKENIZER, *outputs)
 
 
 def collector_with(sampler):
   config = guide_config(group_size=2, prompts_per_step=2, max_new_tokens=C, rewards="correctness",
                         reward_weights="1.0", guide_hint_fraction=0.5)
-  rl = config.rl
-  fns, weights = build_rewards(rl, TOKENIZER)
   examples = [ADD, ONE_STEP]
-  prompts = [TOKENIZER.encode(e.question + "\n") for e in examples]
-  return RolloutCollector(rl, sampler, TOKENIZER, prompts, examples, BothQuestions(), fns,
-                          build_combination(rl, fns, weights), make_keep(rl), width=16, seed=3, max_rounds=1,
-                          guide=make_guide(config, TOKENIZER, examples, 16))
+  return scripted_collector(config, sampler, TOKENIZER, examples, guide=make_guide(config, TOKENIZER, examples, 16))
 
 
 def test_only_all_failed_groups_are_resampled_with_the_hint_and_trained_on_the_plain_prompt():

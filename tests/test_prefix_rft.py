@@ -4,7 +4,6 @@ numbers, and a short GRPO run with it on."""
 
 import math
 import os
-from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -17,13 +16,11 @@ from rr.data import CharTokenizer
 from rr.losses import PolicyLossConfig
 from rr.tasks import Example
 from rr.train.batch import TrainBatch
-from rr.train.collector import RolloutCollector
-from rr.train.groups import make_keep
 from rr.train.metrics import read_metrics
 from rr.train.objectives import TERMS, Forward, Parts, batch_totals, make_objective
 from rr.train.prefix_rft import (PREFIX_KEY, make_prefixer, prefix_fractions, prefix_length, prefix_low,
                                  top_share_mask)
-from rr.train.rl_config import build_combination, build_rewards
+from scripted_rollouts import ScriptedSampler, scripted_collector
 from test_grpo import grpo_config
 
 TOKENIZER = CharTokenizer()
@@ -93,39 +90,17 @@ def test_make_prefixer_encodes_the_demonstrations_and_refuses_what_cannot_work()
 C = 8  # max_new_tokens
 
 
-class FakeSampler:
-  """Plays back one scripted list of completion texts (+ eos, cut to max_new_tokens) per call, recording calls."""
-
-  def __init__(self, *outputs):
-    self.outputs, self.calls = list(outputs), []
-
-  def __call__(self, params, prompts, *, max_new_tokens, strategy, rng, num_samples):
-    self.calls.append(SimpleNamespace(prompts=[list(p) for p in prompts], rng=rng, num_samples=num_samples,
-                                      max_new_tokens=max_new_tokens))
-    rows = [(TOKENIZER.encode(text) + [EOS])[:max_new_tokens] for text, _ in self.outputs[0]]
-    logps = [logp for _, logp in self.outputs.pop(0)]
-    pad = lambda row, fill: row + [fill] * (max_new_tokens - len(row))
-    return SimpleNamespace(tokens=np.array([pad(r, PAD) for r in rows], np.int32),
-                           lengths=np.array([len(r) for r in rows], np.int32),
-                           logprobs=np.array([pad([lp] * len(r), 0.0) for r, lp in zip(rows, logps)], np.float32))
-
-
-class BothQuestions:
-  def sample(self, step, round_, count):
-    return np.array([0, 1])
+def FakeSampler(*outputs):
+  return ScriptedSampler(TOKENIZER, *outputs)
 
 
 def collector_with(sampler):
   """Groups of G = 3 with k = 1 prefixed row, l fixed at 0.5 (low = high), over the two questions."""
   config = prefix_config(group_size=3, prompts_per_step=2, max_new_tokens=C, rewards="correctness",
                          reward_weights="1.0", prefix_high=0.5, prefix_low_start=0.5, prefix_low_end=0.5)
-  rl = config.rl
-  fns, weights = build_rewards(rl, TOKENIZER)
   examples = [NO_RATIONALE, SUM]
-  prompts = [TOKENIZER.encode(e.question + "\n") for e in examples]
-  return RolloutCollector(rl, sampler, TOKENIZER, prompts, examples, BothQuestions(), fns,
-                          build_combination(rl, fns, weights), make_keep(rl), width=16, seed=3, max_rounds=1,
-                          prefixer=make_prefixer(config, TOKENIZER, examples, 16))
+  return scripted_collector(config, sampler, TOKENIZER, examples,
+                            prefixer=make_prefixer(config, TOKENIZER, examples, 16))
 
 
 def test_prefixed_rows_come_last_in_each_group_with_the_prefix_then_the_cut_continuation():
