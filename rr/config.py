@@ -168,15 +168,30 @@ def base_config() -> ml_collections.ConfigDict:
   c.teach.top_p = 1.0
   c.teach.max_new_tokens = 64
   c.teach.questions_per_chunk = 64  # questions sampled together and saved as one chunk (the unit of resume)
-  # Which records are kept, in order: correct (the task's verifier), consistent (the answer agrees with the
-  # majority of the question's k samples), length (teach.min_tokens..max_tokens), dedup (one copy of each
-  # rationale and answer per question). Unfinished (no eos) and unparsed completions are never kept.
+  # Which records are kept, in order: correct (the task's verifier), wrong (rejected by it), consistent (the answer
+  # agrees with the majority of the question's k samples), length (teach.min_tokens..max_tokens), dedup (one copy of
+  # each rationale and answer per question). Unfinished (no eos) and unparsed completions are never kept.
   c.teach.filters = "correct,dedup"
   c.teach.min_tokens = 0  # length filter: completion tokens, eos included; 0 = no bound
   c.teach.max_tokens = 0
   c.teach.max_per_question = 0  # keep at most this many records per question; 0 = all that pass
   c.teach.rationalise = False  # STaR: a question with no kept sample is sampled again with its answer as a hint
   c.teach.tfds_name = ""  # also write the records as a TFDS dataset of this name into WORKDIR/tfds
+  # SaySelf (2405.20974): each record's answer ends with "confidence: c", c the share of the question's k samples
+  # whose answer agrees with the record's (its vote key), so SFT on the records teaches stated confidence
+  c.teach.confidence = False
+  # What the teacher reads before each question, as config.rl.prompt_context: "" or the gold "answer" / "solution"
+  # (an RLT teacher explaining a known solution); the records hold the plain question
+  c.teach.prompt_context = ""
+
+  # Contrastive rationale distillation (trainer "dpo"; QCRD, DPO with rationales, docs/methods.md): pairs of a chosen
+  # (the teacher's) and a rejected (the student's wrong) rationale for one question
+  c.dpo = ml_collections.ConfigDict()
+  # a "teach" workdir (or its data.jsonl) of the student's own samples, filtered "wrong": the rejected rationales
+  c.dpo.negatives = ""
+  c.dpo.beta = 0.1  # DPO's beta on the policy-vs-reference log-ratio margin
+  c.dpo.nll_weight = 1.0  # weight of the NLL on the chosen rationale next to the DPO loss (QCRD keeps both)
+  c.dpo.reference = ""  # the frozen reference: "" = the run's starting params (config.init_checkpoint)
 
   c.rl = ml_collections.ConfigDict()  # trainer "grpo": the GRPO family (docs/methods.md)
   c.rl.prompts_per_step = 8
@@ -219,6 +234,30 @@ def base_config() -> ml_collections.ConfigDict:
   # Stop once the run has sampled this many completion tokens (hinted resamples and prefixed rollouts included),
   # so methods compare at the same sampling budget; 0 = run config.train.steps
   c.rl.max_sampled_tokens = 0
+  # Rewards for the rationale itself (issue 15, docs/methods.md). What the policy reads before the question: "" (the
+  # question), "answer" or "solution" (the gold one first: an RLT teacher explaining a known solution)
+  c.rl.prompt_context = ""
+  # RLT's "understanding" reward (2506.08388): a frozen student (an rr workdir or HF directory) reads the teacher's
+  # explanation; r = mean + alpha * min of its log-probs of the solution, minus kl_weight * (mean + alpha * max) of
+  # the explanation's teacher-vs-student log-ratios
+  c.rl.understanding_student = ""
+  c.rl.understanding_alpha = 0.01
+  c.rl.understanding_kl_weight = 3.0
+  # RLP's "info_gain" reward (2510.01265): the log-likelihood gain of the next rl.info_gain_tokens tokens of plain
+  # text after a sampled thought, over an EMA of the policy (decay rl.info_gain_ema) that reads no thought
+  c.rl.info_gain_tokens = 8
+  c.rl.info_gain_ema = 0.999
+  # "think_skip" (TON 2505.16854 / AdaR1): 1 for a right answer with an empty rationale on a question of difficulty
+  # <= rl.easy_difficulty, else 0 (weighted next to correctness)
+  c.rl.easy_difficulty = 2
+  # "cosine_length" (2502.03373): correctness shaped by length L, from the *_short value at L = 0 to the *_long
+  # value at L = rl.max_new_tokens along a cosine; rl.cosine_exceed for a completion cut off without eos
+  c.rl.cosine_correct_short = 2.0
+  c.rl.cosine_correct_long = 1.0
+  c.rl.cosine_wrong_short = -10.0
+  c.rl.cosine_wrong_long = 0.0
+  c.rl.cosine_exceed = -10.0
+  c.rl.repetition_ngram = 8  # "repetition": minus the share of the completion's token n-grams repeating an earlier one
   # The frozen reference policy of rl.kl_beta: "" = the run's starting params, else an rr workdir / checkpoints
   # directory or a Hugging Face model directory (rr.train.frozen.load_frozen)
   c.rl.reference = ""
@@ -378,6 +417,7 @@ def validate(config: ml_collections.ConfigDict, source: str = "config") -> None:
     raise ConfigError(f"config.train.micro_batches={config.train.micro_batches} must be >= 1 and "
                       f"config.train.loss_chunk_tokens={config.train.loss_chunk_tokens} >= 0 (0 = full logits)")
   _check_choice(config, "distill.privileged_context", PRIVILEGED_CONTEXTS)
+  _check_choice(config, "teach.prompt_context", ("",) + PRIVILEGED_CONTEXTS)
   for key, low, high in (("data.thought_dropout", 0.0, 1.0), ("distill.alpha", 0.0, 1.0),
                          ("distill.on_policy", 0.0, 1.0)):
     group, name = key.split(".")
@@ -467,6 +507,11 @@ def check_guided_rl(rl) -> None:
       raise ConfigError(f"config.rl.{name}={rl[name]} must be positive")
   if rl.max_sampled_tokens < 0:
     raise ConfigError(f"config.rl.max_sampled_tokens={rl.max_sampled_tokens} must be >= 0 (0 = no token budget)")
+  _check_choice({"rl": rl}, "rl.prompt_context", ("",) + PRIVILEGED_CONTEXTS)  # teach.prompt_context: validate()
+  if rl.prompt_context and (rl.guide or rl.prefix_rollouts or rl.sft_steps != "none"):
+    raise ConfigError(f"config.rl.prompt_context={rl.prompt_context!r} shows the policy the gold {rl.prompt_context}; "
+                      "Guide, Prefix-RFT and the SFT steps build their own prompts from the plain question, so turn "
+                      "them off (rl.guide=False, rl.prefix_rollouts=0, rl.sft_steps='none') or set prompt_context=''")
 
 
 def _check_choice(config, dotted: str, choices: tuple) -> None:

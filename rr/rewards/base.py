@@ -1,10 +1,14 @@
 """The reward protocols and the one place host rewards are called: `score_rewards`, which never lets a bad row
 kill the run.
 
-Two kinds of reward:
-  text reward   host function (prompts, completions, examples) -> float32 [N]; parses text, runs verifiers.
-  token reward  `TokenReward`: a jitted function (tokens_NxC, mask_NxC, params) -> float32 [N]; numeric or
-                model-based (params of a frozen scoring model).
+Three kinds of reward:
+  text reward     host function (prompts, completions, examples) -> float32 [N]; parses text, runs verifiers.
+  token reward    `TokenReward`: a jitted function (tokens_NxC, mask_NxC, params) -> float32 [N]; numeric or
+                  model-based (params of a frozen scoring model).
+  rollout reward  `RolloutReward`: reads the whole rollout (`RolloutView`: texts, prompt ids, completion ids,
+                  the sampler's log-probs, the params that sampled) and scores it with models of its own, which
+                  the trainer places on the run's mesh once (`bind`): a frozen student that reads a teacher's
+                  explanation, or the policy itself against an EMA baseline.
 Each carries a `name`, used in metrics as `rewards/<name>/mean` and `rewards/<name>/std` (TRL's names).
 
 A reward that raises, returns the wrong shape, or returns a non-finite value for a row makes that row invalid:
@@ -55,6 +59,40 @@ class TokenReward:
 
 
 @dataclasses.dataclass(frozen=True)
+class RolloutView:
+  """What a `RolloutReward` may read of one round's N completions (prompt-major, as sampled)."""
+  prompts: Sequence[str]  # the question as the rewards read it (format_prompt of Example.question)
+  completions: Sequence[str]  # decoded up to eos
+  examples: Sequence[Example]
+  prompt_ids: Sequence[Sequence[int]]  # the prompt the policy read, token ids (a teacher's may hold the answer)
+  tokens_NxC: np.ndarray  # sampled completion ids
+  mask_NxC: np.ndarray  # the generated tokens, eos included
+  logprobs_NxC: np.ndarray  # the sampler's log-probs of tokens_NxC at rl.temperature, 0 past the mask
+  policy_params: Any = None  # the params that sampled this round
+
+
+class RolloutReward:
+  """A reward over a whole `RolloutView`, usually scored by models: subclass it and define `name` and `score`.
+
+  `bind(mesh, vocab_size)` is called once by the trainer, after its mesh exists and before the first step, to
+  load and place the models the reward scores with; `score(view) -> float32 [N]`. A reward that keeps state
+  across steps (an EMA baseline) also defines `state_dict()` / `load_state_dict(d)`, saved with each
+  checkpoint's data state. A `metrics()` method returning {key: float} (the parts of its last score, say) is logged
+  each step as train/rewards/<name>/<key>.
+  """
+  name: str = ""
+
+  def bind(self, mesh, vocab_size: int) -> None:
+    del mesh, vocab_size
+
+  def score(self, view: RolloutView) -> np.ndarray:
+    raise NotImplementedError
+
+  def __call__(self, view: RolloutView) -> np.ndarray:
+    return self.score(view)
+
+
+@dataclasses.dataclass(frozen=True)
 class RowReward:
   """A text reward made of a per-row function, so built-ins only say how to score one completion."""
   name: str
@@ -86,6 +124,18 @@ def _as_rows(out, n: int) -> np.ndarray:
   if values.shape != (n,):
     raise ValueError(f"returned shape {values.shape}, expected ({n},): one float per completion")
   return values
+
+
+def _call_rollout_reward(reward_fn: RolloutReward, view: RolloutView | None, n: int,
+                         failures: list[RewardFailure]) -> tuple[np.ndarray, np.ndarray]:
+  """One call for the whole round; if it raises (or gets no view), every row fails with the reason."""
+  try:
+    if view is None:
+      raise ValueError("rollout rewards need the rollout (score_rewards(..., view=RolloutView(...)))")
+    return _as_rows(reward_fn(view), n), np.ones(n, bool)
+  except Exception as exc:  # pylint: disable=broad-except
+    failures.extend(RewardFailure(reward_fn.name, i, _error_text(exc)) for i in range(n))
+    return np.zeros(n, np.float32), np.zeros(n, bool)
 
 
 def _call_rows(reward_fn, prompts, completions, examples, name: str,
@@ -121,11 +171,13 @@ def _call_token_reward(reward_fn: TokenReward, tokens_NxC, mask_NxC, n: int,
 
 def score_rewards(reward_fns: Sequence[TextReward | TokenReward], prompts: Sequence[str],
                   completions: Sequence[str], examples: Sequence[Example], *, tokens_NxC: np.ndarray | None = None,
-                  mask_NxC: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, list[RewardFailure]]:
+                  mask_NxC: np.ndarray | None = None,
+                  view: RolloutView | None = None) -> tuple[np.ndarray, np.ndarray, list[RewardFailure]]:
   """(rewards_NxK float32, valid_N bool, failures) for K text rewards on N completions; never raises for a
   reward's fault. A row is invalid if any reward raised or gave a non-finite value for it; invalid entries
   are 0 in rewards_NxK (mask them with valid_N, e.g. `normalize_then_sum(..., valid_N=valid_N)`).
-  `TokenReward`s read `tokens_NxC` and `mask_NxC` (the completions as ids); if one raises, all its rows fail."""
+  `TokenReward`s read `tokens_NxC` and `mask_NxC` (the completions as ids), `RolloutReward`s the `view`; if one of
+  those raises, all its rows fail."""
   prompts, completions, examples = list(prompts), list(completions), list(examples)
   n = len(completions)
   if not len(prompts) == len(examples) == n:
@@ -138,6 +190,8 @@ def score_rewards(reward_fns: Sequence[TextReward | TokenReward], prompts: Seque
     name = reward_name(reward_fn)
     if isinstance(reward_fn, TokenReward):
       values, ok = _call_token_reward(reward_fn, tokens_NxC, mask_NxC, n, failures)
+    elif isinstance(reward_fn, RolloutReward):
+      values, ok = _call_rollout_reward(reward_fn, view, n, failures)
     else:
       values, ok = _call_rows(reward_fn, prompts, completions, examples, name, failures)
     for i in np.flatnonzero(ok & ~np.isfinite(values)):

@@ -1,8 +1,8 @@
 """Training: one loop (rr.train.loop) driven by the trainer that `config.trainer` names.
 
 `rr.train.run(config, workdir)` is the Python entry the command line and notebooks share. Trainers live in a
-registry (rr.registry): the built-ins "sft", "grpo", "stages", "teach" and "gkd" register themselves when their modules load,
-and a user's module registers its own the same way:
+registry (rr.registry): the built-ins "sft", "grpo", "stages", "teach", "gkd" and "dpo" register themselves when their
+modules load, and a user's module registers its own the same way:
 
   @rr.train.TRAINERS.register("my_trainer")
   def run(config, workdir, should_stop=None) -> dict: ...
@@ -15,7 +15,8 @@ import importlib
 from rr.registry import Registry
 
 TRAINERS = Registry("trainer", "config.trainer")
-_BUILT_IN = ("sft", "grpo", "stages", "teach", "gkd")  # modules under rr.train that register the trainer of the same name
+# modules under rr.train that register the trainer of the same name
+_BUILT_IN = ("sft", "grpo", "stages", "teach", "gkd", "dpo")
 
 
 def trainer(name: str, where: str = "config.trainer"):

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from rr.data import decode_completion, format_prompt
-from rr.rewards import Combination, reward_name, score_rewards
+from rr.rewards import Combination, RolloutView, reward_name, score_rewards
 from rr.rewards.base import RewardFailure
 from rr.sampler import Sampler, Sampling
 from rr.train.batch import TrainBatch, rollout_batch
@@ -83,18 +83,22 @@ class RolloutCollector:
     return out.tokens, out.lengths, out.logprobs, np.zeros(len(out.lengths), np.int32)
 
   def score(self, picked: np.ndarray, tokens_NxC: np.ndarray, lengths_N: np.ndarray, logprobs_NxC: np.ndarray,
-            prefix_len_N: np.ndarray | None = None,
-            guided_N: np.ndarray | None = None) -> tuple[Groups, list[RewardFailure]]:
+            prefix_len_N: np.ndarray | None = None, guided_N: np.ndarray | None = None, params=None,
+            prompt_ids: Sequence[Sequence[int]] | None = None) -> tuple[Groups, list[RewardFailure]]:
     """The completions of the picked questions (rl.group_size each, prompt-major) scored by every reward against
-    the question without any hint, as Groups."""
+    the question without any hint, as Groups. Rollout rewards (rr.rewards.RolloutReward) also read `params`, the
+    params that sampled, and `prompt_ids`, the prompts the policy read (default: the questions' own)."""
     rl = self.rl
     examples = [self.examples[i] for i in picked for _ in range(rl.group_size)]
     completions = [decode_completion(self.tokenizer, row) for row in tokens_NxC]
     texts = [format_prompt(self.examples[i].question, self.tokenizer) for i in picked]  # a chat template
     prompt_texts = [text for text in texts for _ in range(rl.group_size)]  # renders once per prompt, not per row
     mask_NxC = np.arange(tokens_NxC.shape[1])[None, :] < lengths_N[:, None]
+    read = [self.prompts[i] for i in picked] if prompt_ids is None else list(prompt_ids)
+    view = RolloutView(prompt_texts, completions, examples, [ids for ids in read for _ in range(rl.group_size)],
+                       tokens_NxC, mask_NxC, logprobs_NxC, params)
     rewards_NxK, valid_N, failures = score_rewards(self.reward_fns, prompt_texts, completions, examples,
-                                                   tokens_NxC=tokens_NxC, mask_NxC=mask_NxC)
+                                                   tokens_NxC=tokens_NxC, mask_NxC=mask_NxC, view=view)
     total_N = np.asarray(self.combine(rewards_NxK, valid_N))
     passed_N = (rewards_NxK[:, self.correctness_column] >= 1.0 if self.correctness_column is not None
                 else np.zeros(len(completions), bool))
@@ -108,7 +112,7 @@ class RolloutCollector:
     t = time.time()
     tokens, lengths, logprobs, prefix_len = self.sample_completions(params, picked, step, self.round_key(step, round_))
     seconds_sampling = time.time() - t
-    groups, failures = self.score(picked, tokens, lengths, logprobs, prefix_len)
+    groups, failures = self.score(picked, tokens, lengths, logprobs, prefix_len, params=params)
     self.count(all_failed_groups=int(groups.all_failed.sum()), groups=groups.num_groups)
     if self.guide is not None:
       t = time.time()

@@ -25,10 +25,11 @@ from rr.data import encode_prompts
 from rr.data.inputs import load_inputs
 from rr.eval import evaluate_accuracy
 from rr.models import Decoder
-from rr.rewards import Combination, GroupSizeError, check_group_size, reward_metrics
+from rr.rewards import Combination, GroupSizeError, RolloutReward, check_group_size, reward_metrics, reward_name
 from rr.sampler import Sampler
 from rr.train import TRAINERS, ppo  # ppo registers the "ppo" advantage estimator
 from rr.train import privileged  # registers the "privileged_kd" objective term
+from rr.train.privileged import policy_question
 from rr.train.advantages import ESTIMATORS, make_prepare
 from rr.train.batch import put_batch
 from rr.train.collector import RolloutCollector, Rollouts
@@ -70,6 +71,9 @@ class GRPOStep:
     rl = config.rl
     self.rl, self.mesh, self.frozen = rl, mesh, frozen or {}
     self.reward_fns = list(reward_fns)
+    for reward_fn in self.reward_fns:  # model-scored rewards place their models on the run's mesh, once
+      if isinstance(reward_fn, RolloutReward):
+        reward_fn.bind(mesh, tokenizer.vocab_size)
     make_estimator = ESTIMATORS.get(rl.advantage)
     loss_cfg = policy_loss_config(rl)
     parts = Parts(model, frozen_models or {}, temperature=rl.temperature,
@@ -115,6 +119,8 @@ class GRPOStep:
     self.source.update(n, rollouts)
     host = self.host_metrics(rollouts)
     host.update(self.source.metrics())  # a curriculum's state (SEC: train/curriculum/...)
+    for name, reward_fn in ((reward_name(f), f) for f in self.reward_fns if hasattr(f, "metrics")):
+      host.update({f"train/rewards/{name}/{key}": value for key, value in reward_fn.metrics().items()})
     if self.sft_steps is not None:  # ReLIFT: buffer the all-failed questions; an SFT step when the buffer is full
       state, metrics, sft_host = self.sft_steps.after_rl(state, n, rollouts, metrics)
       host.update(sft_host)
@@ -139,16 +145,26 @@ class GRPOStep:
     """The run has sampled its rl.max_sampled_tokens (when set)."""
     return bool(self.rl.max_sampled_tokens) and self.totals["sampled_tokens"] >= self.rl.max_sampled_tokens
 
+  def stateful_rewards(self) -> dict:
+    """The rewards that keep host state across steps (a `state_dict` method), by name."""
+    return {reward_name(f): f for f in self.reward_fns if hasattr(f, "state_dict")}
+
   def state_dict(self) -> dict:
-    """What a resumed run needs to continue exactly: the prompt source's, the SFT steps' state and the totals."""
+    """What a resumed run needs to continue exactly: the prompt source's, the SFT steps', the stateful rewards'
+    state and the totals."""
+    rewards = {name: f.state_dict() for name, f in self.stateful_rewards().items()}
     return {"prompt_source": self.source.state_dict(), "totals": dict(self.totals),
-            **({"sft_steps": self.sft_steps.state_dict()} if self.sft_steps is not None else {})}
+            **({"sft_steps": self.sft_steps.state_dict()} if self.sft_steps is not None else {}),
+            **({"rewards": rewards} if rewards else {})}
 
   def load_state_dict(self, state: dict) -> None:
     self.source.load_state_dict(state.get("prompt_source", {}))
     self.totals.update(state.get("totals", {}))
     if self.sft_steps is not None:
       self.sft_steps.load_state_dict(state.get("sft_steps", {}))
+    for name, reward_fn in self.stateful_rewards().items():
+      if name in state.get("rewards", {}):
+        reward_fn.load_state_dict(state["rewards"][name])
 
   def host_metrics(self, rollouts: Rollouts) -> dict:
     """TRL-named "train/..." scalars of the rewards and completions, known on the host before the update."""
@@ -196,7 +212,9 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   except GroupSizeError as e:
     raise ConfigError(str(e)) from e
   check_group_filters(rl)
-  prompts = encode_prompts(tokenizer, [e.question for e in inputs.train])
+  # The questions as the policy reads them: with rl.prompt_context the gold answer or solution comes first (a teacher
+  # that explains a known solution, RLT); the rewards still read the plain question
+  prompts = encode_prompts(tokenizer, [policy_question(e, rl.prompt_context) for e in inputs.train])
   prompt_width = -(-max(len(p) for p in prompts) // 8) * 8
   width = prompt_width + rl.max_new_tokens
   eval_examples = inputs.test[:config.eval.num_examples]

@@ -78,7 +78,8 @@ class Guide:
                             strategy=collector.strategy, rng=key, num_samples=rl.group_size)
     collector.count(sampled_tokens=int(np.sum(out.lengths)), demo_tokens=int(self.hint_tokens[questions].sum()))
     guided, failures = collector.score(questions, out.tokens, out.lengths, out.logprobs,
-                                       guided_N=np.ones(len(out.lengths), bool))
+                                       guided_N=np.ones(len(out.lengths), bool), params=params,
+                                       prompt_ids=[self.hinted_prompts[i] for i in questions])
     order = np.arange(groups.num_groups)
     order[failed] = groups.num_groups + np.arange(len(failed))  # group g's rows now come from its resample
     return Groups.concat([groups, guided]).take(order), failures

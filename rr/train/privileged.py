@@ -34,6 +34,12 @@ def privileged_question(example, context: str) -> str:
   return GOLD_CONTEXTS[context](example) + "\n" + example.question
 
 
+def policy_question(example, context: str) -> str:
+  """The question an RL policy reads (config.rl.prompt_context): the plain question for "", else
+  `privileged_question`'s gold context first (a teacher that explains a known solution, RLT 2506.08388)."""
+  return privileged_question(example, context) if context else example.question
+
+
 class PrivilegedRows:
   """Lays out the self-teacher's rows of a batch; P' is fixed from the whole train set, so one step compiles."""
 

@@ -49,6 +49,7 @@ from rr.train import TRAINERS
 from rr.train.frozen import load_frozen
 from rr.train.interrupt import StopRequest
 from rr.train.metrics import MetricWriter
+from rr.train.privileged import policy_question
 from rr.train.setup import build_mesh
 
 FILTERS = Registry("teacher-data filter", "config.teach.filters")
@@ -88,6 +89,13 @@ def usable(sample: Sample) -> bool:
 def correct(candidates: Sequence[Sample], samples: Sequence[Sample], teach) -> list[bool]:
   """The task's verifier accepts the answer: the one evaluation and the rewards use."""
   return [s.scored.correct for s in candidates]
+
+
+@FILTERS.register("wrong")
+def wrong(candidates: Sequence[Sample], samples: Sequence[Sample], teach) -> list[bool]:
+  """The verifier rejects the answer (unfinished and unparsed samples never get this far): the student's own
+  mistakes, the rejected side of contrastive rationale distillation (trainer "dpo")."""
+  return [not s.scored.correct for s in candidates]
 
 
 def majority_answer(samples: Sequence[Sample]) -> str | None:
@@ -255,8 +263,8 @@ def sample_chunk(sampler, params, tokenizer, questions: Sequence[tuple[int, Exam
   examples = [e for _, e in questions]
   counts = collections.Counter(questions=len(questions))
   rejected = collections.Counter({reason: 0 for reason in reasons(teach, names)})
-  first = sample_pass(sampler, params, tokenizer, examples, [e.question for e in examples],
-                      jax.random.fold_in(key, 0), teach)
+  questions_read = [policy_question(e, teach.prompt_context) for e in examples]  # the records keep the plain ones
+  first = sample_pass(sampler, params, tokenizer, examples, questions_read, jax.random.fold_in(key, 0), teach)
   kept = []
   for samples in first:
     chosen, turned_away = select(samples, names, teach)

@@ -1,0 +1,1 @@
+"""Rewards that shape a rationale's form: length (cosine), repetition, skipping the thought on easy questions."""

@@ -1,0 +1,1 @@
+"""RLT's teacher reward: a frozen student's understanding of the solution after the teacher's explanation."""

@@ -1,0 +1,1 @@
+"""Contrastive rationale distillation (`config.trainer = "dpo"`)."""
