@@ -82,6 +82,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.thought_dropout = 0.0  # TON: each SFT row's rationale is an empty <think></think> with this probability
   # SFT: several short examples per row, each attending only to itself (segment ids), rows filled up to max_len
   c.data.packing = False
+  # What the model reads before each question, in the sft, grpo and teach trainers: "" (nothing), or the gold "answer"
+  # or "solution" (rationale and answer) and a newline: an RLT teacher that explains a known solution (issue 15).
+  # Rewards, evaluation and teacher-data records still read the plain question.
+  c.data.prompt_context = ""
 
   c.tokenizer = ml_collections.ConfigDict()
   c.tokenizer.kind = "char"  # "char" (built in) or "hf" (a local Hugging Face tokenizer directory)
@@ -180,9 +184,6 @@ def base_config() -> ml_collections.ConfigDict:
   # SaySelf (2405.20974): each record's answer ends with "confidence: c", c the share of the question's k samples
   # whose answer agrees with the record's (its vote key), so SFT on the records teaches stated confidence
   c.teach.confidence = False
-  # What the teacher reads before each question, as config.rl.prompt_context: "" or the gold "answer" / "solution"
-  # (an RLT teacher explaining a known solution); the records hold the plain question
-  c.teach.prompt_context = ""
 
   # Contrastive rationale distillation (trainer "dpo"; QCRD, DPO with rationales, docs/methods.md): pairs of a chosen
   # (the teacher's) and a rejected (the student's wrong) rationale for one question
@@ -234,9 +235,7 @@ def base_config() -> ml_collections.ConfigDict:
   # Stop once the run has sampled this many completion tokens (hinted resamples and prefixed rollouts included),
   # so methods compare at the same sampling budget; 0 = run config.train.steps
   c.rl.max_sampled_tokens = 0
-  # Rewards for the rationale itself (issue 15, docs/methods.md). What the policy reads before the question: "" (the
-  # question), "answer" or "solution" (the gold one first: an RLT teacher explaining a known solution)
-  c.rl.prompt_context = ""
+  # Rewards for the rationale itself (issue 15, docs/methods.md)
   # RLT's "understanding" reward (2506.08388): a frozen student (an rr workdir or HF directory) reads the teacher's
   # explanation; r = mean + alpha * min of its log-probs of the solution, minus kl_weight * (mean + alpha * max) of
   # the explanation's teacher-vs-student log-ratios
@@ -417,7 +416,13 @@ def validate(config: ml_collections.ConfigDict, source: str = "config") -> None:
     raise ConfigError(f"config.train.micro_batches={config.train.micro_batches} must be >= 1 and "
                       f"config.train.loss_chunk_tokens={config.train.loss_chunk_tokens} >= 0 (0 = full logits)")
   _check_choice(config, "distill.privileged_context", PRIVILEGED_CONTEXTS)
-  _check_choice(config, "teach.prompt_context", ("",) + PRIVILEGED_CONTEXTS)
+  _check_choice(config, "data.prompt_context", ("",) + PRIVILEGED_CONTEXTS)
+  rl = config.rl
+  if config.data.prompt_context and (rl.guide or rl.prefix_rollouts or rl.sft_steps != "none"):
+    raise ConfigError(f"config.data.prompt_context={config.data.prompt_context!r} shows the model the gold "
+                      f"{config.data.prompt_context}; Guide, Prefix-RFT and the SFT steps inside RL build their own "
+                      "prompts from the plain question, so turn them off (rl.guide=False, rl.prefix_rollouts=0, "
+                      "rl.sft_steps='none') or set data.prompt_context=''")
   for key, low, high in (("data.thought_dropout", 0.0, 1.0), ("distill.alpha", 0.0, 1.0),
                          ("distill.on_policy", 0.0, 1.0)):
     group, name = key.split(".")
@@ -507,11 +512,6 @@ def check_guided_rl(rl) -> None:
       raise ConfigError(f"config.rl.{name}={rl[name]} must be positive")
   if rl.max_sampled_tokens < 0:
     raise ConfigError(f"config.rl.max_sampled_tokens={rl.max_sampled_tokens} must be >= 0 (0 = no token budget)")
-  _check_choice({"rl": rl}, "rl.prompt_context", ("",) + PRIVILEGED_CONTEXTS)  # teach.prompt_context: validate()
-  if rl.prompt_context and (rl.guide or rl.prefix_rollouts or rl.sft_steps != "none"):
-    raise ConfigError(f"config.rl.prompt_context={rl.prompt_context!r} shows the policy the gold {rl.prompt_context}; "
-                      "Guide, Prefix-RFT and the SFT steps build their own prompts from the plain question, so turn "
-                      "them off (rl.guide=False, rl.prefix_rollouts=0, rl.sft_steps='none') or set prompt_context=''")
 
 
 def _check_choice(config, dotted: str, choices: tuple) -> None:

@@ -129,7 +129,8 @@ def test_rr_eval_reports_the_headline_metrics_of_each_level(tmp_path):
   assert two["pass@1"] == pytest.approx((0.5 + 0.0) / 2) and two["pass@2"] == 0.5
   assert two["maj@2"] == 0.5 and two["cot_pass@1"] == pytest.approx(0.25)
   assert four == {"count": 1, "accuracy": 1.0, "step_accuracy": 1.0, "pass@1": 1.0, "maj@1": 1.0, "cot_pass@1": 1.0,
-                  "pass@2": 1.0, "maj@2": 1.0, "cot_pass@2": 1.0}
+                  "pass@2": 1.0, "maj@2": 1.0, "cot_pass@2": 1.0, "mean_length": 12.0, "no_thought": 0.0}
+  assert two["mean_length"] == 10.0 and r["no_thought"] == 0.0
   assert r["accuracy"] == pytest.approx((2 * two["accuracy"] + four["accuracy"]) / 3)
   assert r["pass@1"] == pytest.approx((2 * two["pass@1"] + four["pass@1"]) / 3)
 
@@ -145,7 +146,8 @@ def test_user_data_gets_one_row_without_step_accuracy(tmp_path):
   e = Example(question="capital of France?", rationale="", answer="Paris")
   greedy, sampled = [score(e, "<think>hm</think>Paris", 5)], [[score(e, "<think>hm</think>Rome", 5)]]
   r = assemble([e], greedy, sampled, ks=[1])
-  assert r["by_difficulty"] == {"0": {"count": 1, "accuracy": 1.0, "pass@1": 0.0, "maj@1": 0.0}}
+  assert r["by_difficulty"] == {"0": {"count": 1, "accuracy": 1.0, "pass@1": 0.0, "maj@1": 0.0, "mean_length": 5.0,
+                                      "no_thought": 0.0}}
   markdown = open(report.write_all(str(tmp_path / "out"), r, [e], greedy, sampled)["report.md"]).read()
   assert "| difficulty | questions | accuracy (greedy) | pass@1 |" in markdown
   assert "| 0 | 1 | 1.000 | 0.000 |" in markdown
@@ -165,3 +167,17 @@ def test_the_test_split_can_have_its_own_levels_for_composition_depth():
   assert {e.difficulty for e in load_inputs(config).test} == {1, 2}  # -1: the train split's levels
   with pytest.raises(ConfigError, match="config.data.test_difficulty_max=2 is below config.data.test_difficulty=3"):
     apply_overrides(config, [("data.test_difficulty", "3"), ("data.test_difficulty_max", "2")])
+
+
+def test_no_thought_counts_answers_given_with_an_empty_rationale_per_level():
+  addition = get_task("addition")
+  rng = np.random.default_rng(3)
+  easy, hard = addition.generate(rng, 1), addition.generate(rng, 5)
+  greedy = [score(easy, "<think></think>" + easy.answer, 4),  # skipped the thought, answered: counts
+            score(easy, "<think> \n</think>" + easy.answer, 6),  # whitespace only: counts
+            score(hard, format_completion(hard), 30),  # thought it through: does not
+            score(hard, "<think>", 64)]  # cut off while thinking, no answer: does not
+  r = assemble([easy, easy, hard, hard], greedy, [[g] for g in greedy], ks=[1])
+  assert r["no_thought"] == 0.5
+  assert r["by_difficulty"]["1"]["no_thought"] == 1.0 and r["by_difficulty"]["1"]["mean_length"] == 5.0
+  assert r["by_difficulty"]["5"]["no_thought"] == 0.0 and r["by_difficulty"]["5"]["mean_length"] == 47.0

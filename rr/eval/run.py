@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from rr.checkpoint import directory_kind, find_checkpoints_dir
+from rr.data.prompts import parse_completion
 from rr.errors import UserError
 from rr.eval.scoring import Scored, score
 from rr.rewards.builtin import step_checker
@@ -230,11 +231,14 @@ def assemble(examples, greedy: Sequence[Scored], samples: Sequence[Sequence[Scor
   out["unparsed_sampled"] = int(sum(s.answer is None for row in samples for s in row))
   levels = [e.difficulty for e in examples]
   out["accuracy_by_difficulty"] = m.accuracy_by(levels, np.array([s.correct for s in greedy], bool))
-  out["by_difficulty"] = {str(level): {"count": levels.count(level),
-                                       **headline([g for g, d in zip(greedy, levels) if d == level],
-                                                  [row for row, d in zip(samples, levels) if d == level],
-                                                  ks, has_checker)}
-                          for level in sorted(set(levels))}
+  out["no_thought"] = no_thought_share(greedy)
+  out["by_difficulty"] = {}
+  for level in sorted(set(levels)):
+    at_level = [g for g, d in zip(greedy, levels) if d == level]
+    out["by_difficulty"][str(level)] = {
+        "count": levels.count(level),
+        **headline(at_level, [row for row, d in zip(samples, levels) if d == level], ks, has_checker),
+        "mean_length": float(np.mean([g.length for g in at_level])), "no_thought": no_thought_share(at_level)}
   if examples and all(e.task == "choice" for e in examples):
     out["choice_confusion"] = choice_confusion(examples, greedy)
   out["length"] = m.length_stats(np.array([s.length for s in greedy]))
@@ -251,6 +255,14 @@ def assemble(examples, greedy: Sequence[Scored], samples: Sequence[Sequence[Scor
   out["confidence_coverage"] = m.confidence_coverage([s.confidence for s in scored], [s.correct for s in scored])
   out["calibration"] = cal
   return out
+
+
+def no_thought_share(scored: Sequence[Scored]) -> float:
+  """The share of completions that answer with an empty rationale ("<think></think>" then an answer, or no think
+  block at all): how often a model that may skip its thinking (TON's thought dropout) does."""
+  if not scored:
+    return float("nan")
+  return float(np.mean([s.answer is not None and not parse_completion(s.text)[0] for s in scored]))
 
 
 def headline(greedy: Sequence[Scored], samples: Sequence[Sequence[Scored]], ks: Sequence[int],

@@ -212,9 +212,9 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   except GroupSizeError as e:
     raise ConfigError(str(e)) from e
   check_group_filters(rl)
-  # The questions as the policy reads them: with rl.prompt_context the gold answer or solution comes first (a teacher
-  # that explains a known solution, RLT); the rewards still read the plain question
-  prompts = encode_prompts(tokenizer, [policy_question(e, rl.prompt_context) for e in inputs.train])
+  # The questions as the policy reads them: with data.prompt_context the gold answer or solution comes first (a
+  # teacher that explains a known solution, RLT); the rewards still read the plain question
+  prompts = encode_prompts(tokenizer, [policy_question(e, config.data.prompt_context) for e in inputs.train])
   prompt_width = -(-max(len(p) for p in prompts) // 8) * 8
   width = prompt_width + rl.max_new_tokens
   eval_examples = inputs.test[:config.eval.num_examples]

@@ -35,7 +35,7 @@ def privileged_question(example, context: str) -> str:
 
 
 def policy_question(example, context: str) -> str:
-  """The question an RL policy reads (config.rl.prompt_context): the plain question for "", else
+  """The question a trained or sampled model reads (config.data.prompt_context): the plain question for "", else
   `privileged_question`'s gold context first (a teacher that explains a known solution, RLT 2506.08388)."""
   return privileged_question(example, context) if context else example.question
 

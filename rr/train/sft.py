@@ -27,6 +27,7 @@ from rr.train import TRAINERS, logit_cache
 from rr.train.batch import put_batch, sft_batch
 from rr.train.loop import StepOutput, Trainer, run_loop
 from rr.train.objectives import Parts, make_objective, term_names
+from rr.train.privileged import policy_question
 from rr.train.setup import build_mesh, build_model_config, greedy_evaluation, open_student
 from rr.train.step import check_micro_batches, make_train_step
 
@@ -120,11 +121,14 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   names = term_names(config, "sft")
   _check_rows(config, names)
   step_by_step = "step_by_step" in names
-  batches = SFTBatches(inputs.train, tokenizer, config.train.batch_size, config.data.max_len, config.seed,
+  # data.prompt_context: the model learns to read the gold answer or solution first (an RLT teacher's warm-up)
+  train, test = ([dataclasses.replace(e, question=policy_question(e, config.data.prompt_context)) for e in split]
+                 for split in (inputs.train, inputs.test))
+  batches = SFTBatches(train, tokenizer, config.train.batch_size, config.data.max_len, config.seed,
                        thought_dropout=config.data.thought_dropout, step_by_step=step_by_step,
                        packing=config.data.packing)
   cache_meta, cache_built = _prepare_logit_cache(config, names, batches, tokenizer.vocab_size)
-  eval_examples = inputs.test[:config.eval.num_examples]
+  eval_examples = test[:config.eval.num_examples]
   if step_by_step:  # the student answers the predict task; its explain task is not asked at test time
     eval_examples = [dataclasses.replace(e, question=PREDICT_PREFIX + e.question) for e in eval_examples]
   model_cfg = build_model_config(config, tokenizer.vocab_size)

@@ -263,7 +263,8 @@ def sample_chunk(sampler, params, tokenizer, questions: Sequence[tuple[int, Exam
   examples = [e for _, e in questions]
   counts = collections.Counter(questions=len(questions))
   rejected = collections.Counter({reason: 0 for reason in reasons(teach, names)})
-  questions_read = [policy_question(e, teach.prompt_context) for e in examples]  # the records keep the plain ones
+  # data.prompt_context: what the teacher reads first (an RLT teacher, the gold answer); the records keep the question
+  questions_read = [policy_question(e, config.data.prompt_context) for e in examples]
   first = sample_pass(sampler, params, tokenizer, examples, questions_read, jax.random.fold_in(key, 0), teach)
   kept = []
   for samples in first:
