@@ -19,6 +19,11 @@ Filters are registered by name, so a user adds one from their own module:
 
 `candidates` are the question's samples still kept when the filter runs, `samples` all k of its pass,
 `teach` is config.teach.
+
+teach.confidence (SaySelf, 2405.20974) ends every record's answer with the line "confidence: c", c the share of the
+question's k first-pass samples whose answer has the record's vote key (unfinished and unparsed samples agree with
+none), to 2 decimals: the line rr.rewards.builtin.stated_confidence reads, so SFT on the records teaches the student
+to state a confidence and the `calibration` rewards can then train it in RL.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from rr.data.jsonl import load_jsonl
 from rr.data.teacher_data import DATA_FILE
 from rr.eval.scoring import Scored, score
 from rr.registry import Registry, split_names
+from rr.rewards.builtin import split_confidence
 from rr.sampler import Sampler, Sampling
 from rr.sampler.sampler import DEFAULT_PROMPT_BUCKETS
 from rr.tasks import Example
@@ -197,6 +203,11 @@ def check_config(config) -> list[str]:
   if "length" in names and not (teach.min_tokens or teach.max_tokens):
     raise ConfigError("config.teach.filters has 'length' but config.teach.min_tokens and max_tokens are both 0 "
                       "(no bound); set one of them or drop 'length'")
+  if teach.confidence and config.data.prompt_context:
+    raise ConfigError(f"config.teach.confidence=True with config.data.prompt_context={config.data.prompt_context!r}: "
+                      "the confidence is the share of the teacher's samples that agree, and a teacher shown the gold "
+                      f"{config.data.prompt_context} agrees with itself whatever the question's difficulty; set "
+                      "data.prompt_context='' or teach.confidence=False")
   strategy(teach)
   if teach.tfds_name:
     from rr.data.tfds_builder import check_name  # no TensorFlow import: only the name's pattern
@@ -286,21 +297,42 @@ def sample_chunk(sampler, params, tokenizer, questions: Sequence[tuple[int, Exam
   provenance = {"teacher": teacher, "seed": config.seed,
                 "sampling": {"samples": teach.samples, "temperature": teach.temperature, "top_k": teach.top_k,
                              "top_p": teach.top_p, "max_new_tokens": teach.max_new_tokens}}
-  records = [make_record(example, s, index, provenance, names, rationalised)
-             for (index, example), chosen in zip(questions, kept) for s, rationalised in chosen]
+  # teach.confidence: a share of the first pass, which read the question alone (a hinted pass agrees with its hint)
+  records = [make_record(example, s, index, provenance, names, rationalised,
+                         agreement(s, samples) if teach.confidence else None)
+             for (index, example), chosen, samples in zip(questions, kept, first) for s, rationalised in chosen]
   counts.update(samples=len(spent), teacher_tokens=sum(s.tokens for s in spent), records=len(records),
                 questions_covered=sum(bool(chosen) for chosen in kept), questions_retried=len(retry),
                 rationalised=sum(r["provenance"]["rationalised"] for r in records))
   return records, {**{k: int(counts[k]) for k in COUNTS}, "rejected": dict(rejected)}
 
 
+def agreement(sample: Sample, samples: Sequence[Sample]) -> tuple[int, int]:
+  """(how many of `samples` answer what `sample` answers (its vote key, as `consistent` compares), len(samples));
+  an unfinished or unparsed sample agrees with none."""
+  return sum(usable(s) and s.scored.answer == sample.scored.answer for s in samples), len(samples)
+
+
+def confident_answer(answer: str, agreeing: int, total: int) -> tuple[str, float]:
+  """(the answer ending with the line "confidence: c", c): c = agreeing / total to 2 decimals. A confidence line
+  the teacher wrote itself is replaced, since two such lines state no confidence (stated_confidence)."""
+  confidence = round(agreeing / total, 2)
+  return f"{split_confidence(answer)[0]}\nconfidence: {confidence:.2f}", confidence
+
+
 def make_record(example: Example, sample: Sample, question_index: int, provenance: dict, names: Sequence[str],
-                rationalised: bool) -> dict:
+                rationalised: bool, agreeing: tuple[int, int] | None = None) -> dict:
   """One line of the dataset: the question (never the hint), the teacher's rationale and answer, and where
-  they came from."""
-  return {"question": example.question, "rationale": sample.rationale, "answer": sample.answer,
+  they came from. `agreeing` (teach.confidence: see `agreement`) adds the confidence line and says so in the
+  provenance."""
+  answer, stated = sample.answer, {}
+  if agreeing is not None:
+    answer, confidence = confident_answer(sample.answer, *agreeing)
+    stated = {"confidence": {"stated": confidence, "agreeing": agreeing[0], "samples": agreeing[1]}}
+  return {"question": example.question, "rationale": sample.rationale, "answer": answer,
           "provenance": {**provenance, "question_index": question_index, "sample_index": sample.index,
-                         "tokens": sample.tokens, "filters_passed": list(names), "rationalised": rationalised}}
+                         "tokens": sample.tokens, "filters_passed": list(names), "rationalised": rationalised,
+                         **stated}}
 
 
 # ------------------------------------------------------------------------------------------ files
