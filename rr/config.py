@@ -26,7 +26,7 @@ class ConfigError(UserError, ValueError):
 
 
 DATA_SOURCES = ("task", "jsonl", "parquet", "tfds")
-DATA_FORMATS = ("rationale", "gsm8k", "math", "choice")
+DATA_FORMATS = ("rationale", "gsm8k", "math", "choice", "text")  # text: plain documents (rr.data.text_corpus)
 MODEL_DTYPES = ("float32", "bfloat16")
 REMAT_POLICIES = ("none", "full", "dots")  # rr.models.decoder maps each to a jax.checkpoint policy
 ATTENTION_IMPLEMENTATIONS = ("auto", "xla", "cudnn")  # rr.models.layers
@@ -53,7 +53,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.data = ml_collections.ConfigDict()
   c.data.source = "task"  # "task" (generated, embedded), "jsonl" / "parquet" (local files) or "tfds" (array_record)
-  c.data.format = "rationale"  # record layout of file/TFDS data: rationale | gsm8k | math | choice (see rr.data)
+  c.data.format = "rationale"  # record layout of file/TFDS data: rationale | gsm8k | math | choice | text (rr.data)
   c.data.task = "addition"  # rr.tasks name, when source == "task"
   c.data.difficulty = 3
   # Mixed difficulty: > data.difficulty draws each generated question's difficulty uniformly from
@@ -247,7 +247,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.rl.info_gain_tokens = 8
   c.rl.info_gain_ema = 0.999
   # "think_skip" (TON 2505.16854 / AdaR1): 1 for a right answer with an empty rationale on a question of difficulty
-  # <= rl.easy_difficulty, else 0 (weighted next to correctness)
+  # 1..rl.easy_difficulty, else 0 (weighted next to correctness; difficulty 0, no level known, is never easy)
   c.rl.easy_difficulty = 2
   # "cosine_length" (2502.03373): correctness shaped by length L, from the *_short value at L = 0 to the *_long
   # value at L = rl.max_new_tokens along a cosine; rl.cosine_exceed for a completion cut off without eos
@@ -387,9 +387,10 @@ def validate(config: ml_collections.ConfigDict, source: str = "config") -> None:
   if config.data.source == "tfds" and not (config.data.tfds_name and config.data.tfds_dir):
     raise ConfigError("config.data.source='tfds' needs config.data.tfds_name and config.data.tfds_dir "
                       "(build them with python -m rr.data.prepare)")
-  if config.data.source == "task" and config.data.format != "rationale":
+  if config.data.source == "task" and config.data.format not in ("rationale", "text"):
     raise ConfigError(f"config.data.format={config.data.format!r} applies to file or TFDS data; generated tasks "
-                      "(config.data.source='task') have their own format: leave data.format='rationale'")
+                      "(config.data.source='task') have their own format: leave data.format='rationale' (or 'text': "
+                      "the task's examples written out as plain documents)")
   if config.data.difficulty_max and config.data.difficulty_max < config.data.difficulty:
     raise ConfigError(f"config.data.difficulty_max={config.data.difficulty_max} is below "
                       f"config.data.difficulty={config.data.difficulty}; set it to 0 (every question at "

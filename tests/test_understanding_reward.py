@@ -1,6 +1,7 @@
 """The "understanding" reward (RLT, 2506.08388): a frozen student's log-likelihood of the gold answer after the
 teacher's explanation, minus the KL term, against a direct forward of the student written here."""
 
+import functools
 import os
 
 import numpy as np
@@ -14,6 +15,7 @@ from rr.rewards.understanding import (UNUSABLE_MARGIN, Understanding, check_conf
                                       uniform_floor)
 from rr.tasks import Example
 from rr.train.collector import RolloutCollector
+from rr.train.frozen import load_frozen
 from rr.train.groups import make_keep
 from rr.train.metrics import read_metrics
 from rr.train.privileged import policy_question
@@ -49,17 +51,23 @@ def view(rows, logprobs=None):
                      [ids(e.answer + "\n" + e.question + "\n") for e in examples], tokens, mask, logp)
 
 
+def loader(mesh):
+  """The trainer's frozen-model loader, as GRPOStep lends it to the reward's bind."""
+  return functools.partial(load_frozen, mesh=mesh, vocab_size=TOK.vocab_size)
+
+
 @pytest.fixture(scope="module")
 def student(sft_workdir):
   """The SFT checkpoint as the frozen student, bound once; tests make rewards of other settings around it."""
   reward = Understanding(sft_workdir, TOK)
-  reward.bind(sharding.make_mesh(), TOK.vocab_size)
+  mesh = sharding.make_mesh()
+  reward.bind(mesh, TOK.vocab_size, loader(mesh))
   return reward
 
 
 def reward_like(student, alpha, kl_weight, temperature=1.0):
   reward = Understanding(student.student_path, TOK, alpha, kl_weight, temperature)
-  reward.bind(student.mesh, TOK.vocab_size)
+  reward.bind(student.mesh, TOK.vocab_size, loader(student.mesh))
   return reward
 
 
@@ -234,7 +242,7 @@ def test_the_collector_hands_the_reward_the_teachers_rollouts(student):
   rl.rewards, rl.reward_weights, rl.understanding_student = "understanding", "1", student.student_path
   rl.prompts_per_step, rl.group_size, rl.max_new_tokens = 2, 2, C
   fns, weights = build_rewards(rl, TOK)
-  fns[0].bind(student.mesh, TOK.vocab_size)
+  fns[0].bind(student.mesh, TOK.vocab_size, loader(student.mesh))
   script = [("<think>3+6=9</think>579", -0.5), ("579", -0.5), ("<think>7+8=15</think>85", -0.7), ("<think>7+8", -0.7)]
   prompts = [ids(format_prompt(policy_question(e, "answer"))) for e in EXAMPLES]
   collector = RolloutCollector(rl, ScriptedSampler(TOK, script), TOK, prompts, EXAMPLES, BothQuestions(), fns,

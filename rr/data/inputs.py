@@ -4,6 +4,8 @@ config.data.source: "task" generates examples (rr.tasks) at config.data.difficul
 from data.difficulty..data.difficulty_max; "jsonl" / "parquet" read config.data.train_path and test_path laid out
 as config.data.format (rr.data.benchmarks); "tfds" reads splits config.data.train_split and test_split of a
 dataset that python -m rr.data.prepare wrote (rr.data.tfds_source), without TensorFlow.
+config.data.format = "text" cuts plain text (a task's examples written out, or {"text"} records) into prefixes and
+the next tokens to predict (rr.data.text_corpus), for RLP's info_gain reward.
 config.data.rationales_path then swaps the train split for a teacher's records (rr.data.teacher_data).
 
 Everything here runs before the first step, so a missing file or an empty data set stops the run with one
@@ -18,6 +20,7 @@ from rr import tasks
 from rr.config import ConfigError
 from rr.data import DataError, load_examples
 from rr.data.teacher_data import with_teacher_rationales
+from rr.data.text_corpus import load_text_splits
 from rr.data.tokenizers import tokenizer_from_config
 
 
@@ -31,7 +34,9 @@ class RunInputs:
 def load_inputs(config) -> RunInputs:
   tokenizer = tokenizer_from_config(config)
   data = config.data
-  if data.source == "task":
+  if data.format == "text":  # plain text cut into (prefix, next tokens) examples
+    train, test = load_text_splits(config, tokenizer)
+  elif data.source == "task":
     if data.task not in tasks.TASKS:
       raise ConfigError(f"config.data.task={data.task!r} is not a task; choose one of {sorted(tasks.TASKS)}")
     task = tasks.get_task(data.task)

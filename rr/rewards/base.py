@@ -74,16 +74,19 @@ class RolloutView:
 class RolloutReward:
   """A reward over a whole `RolloutView`, usually scored by models: subclass it and define `name` and `score`.
 
-  `bind(mesh, vocab_size)` is called once by the trainer, after its mesh exists and before the first step, to
-  load and place the models the reward scores with; `score(view) -> float32 [N]`. A reward that keeps state
+  `bind(mesh, vocab_size, load_frozen)` is called once by the trainer, after its mesh exists and before the first
+  step, to load and place the models the reward scores with: `load_frozen(path, what) -> rr.train.frozen.Frozen`
+  loads an rr workdir or a Hugging Face directory onto the run's mesh, checked against the run's tokenizer
+  (`what` names the config key in its errors; rr.rewards sits below rr.train, so the trainer lends its loader).
+  `score(view) -> float32 [N]`. A reward that keeps state
   across steps (an EMA baseline) also defines `state_dict()` / `load_state_dict(d)`, saved with each
   checkpoint's data state. A `metrics()` method returning {key: float} (the parts of its last score, say) is logged
   each step as train/rewards/<name>/<key>.
   """
   name: str = ""
 
-  def bind(self, mesh, vocab_size: int) -> None:
-    del mesh, vocab_size
+  def bind(self, mesh, vocab_size: int, load_frozen=None) -> None:
+    del mesh, vocab_size, load_frozen
 
   def score(self, view: RolloutView) -> np.ndarray:
     raise NotImplementedError

@@ -119,12 +119,12 @@ class Understanding(RolloutReward):
     self._tails: dict[str, tuple[list[int], int]] = {}
     self._sums: dict[str, float] = {}
 
-  def bind(self, mesh, vocab_size: int) -> None:
-    from rr.train.frozen import load_frozen  # rr.train imports rr.rewards
-
+  def bind(self, mesh, vocab_size: int, load_frozen=None) -> None:
+    if load_frozen is None:
+      raise ValueError("the understanding reward loads its frozen student with the trainer's loader: call "
+                       "bind(mesh, vocab_size, load_frozen) (rr.train.grpo.GRPOStep does)")
     self.mesh, self.vocab_size = mesh, vocab_size
-    self.student = load_frozen(self.student_path, mesh, vocab_size=vocab_size,
-                               what="config.rl.understanding_student")
+    self.student = load_frozen(self.student_path, what="config.rl.understanding_student")
     model, temperature = self.student.model, self.temperature
 
     def logprobs(params, tokens_NxW):

@@ -13,6 +13,7 @@ then rr.train.loop.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Callable, Sequence
 
@@ -25,8 +26,9 @@ from rr.data import encode_prompts
 from rr.data.inputs import load_inputs
 from rr.eval import evaluate_accuracy
 from rr.models import Decoder
-from rr.rewards import Combination, GroupSizeError, RolloutReward, check_group_size, reward_metrics, reward_name
-from rr.sampler import Sampler
+from rr.rewards import (Combination, GroupSizeError, RolloutReward, check_group_size, info_gain, reward_metrics,
+                        reward_name, understanding)
+from rr.sampler import Greedy, Sampler
 from rr.train import TRAINERS, ppo  # ppo registers the "ppo" advantage estimator
 from rr.train import privileged  # registers the "privileged_kd" objective term
 from rr.train.privileged import policy_question
@@ -42,11 +44,13 @@ from rr.train.rl_config import (build_combination, build_rewards, check_group_fi
                                 reward_config)
 from rr.train.setup import build_mesh, build_model_config
 from rr.train.sft import teacher_model
+from rr.train.frozen import load_frozen
 from rr.train.guide import make_guide
 from rr.train.prefix_rft import make_prefixer
 from rr.train.sft_steps import check_sft_steps, make_sft_steps
 from rr.train.sources import make_prompt_source
-from rr.train.state import lora_settings, open_run, policy_params, starting_state, trained_dtype
+from rr.train.state import (POLICY_EMA, lora_settings, make_ema_step, open_run, policy_params, starting_state,
+                            trained_dtype)
 from rr.train.step import check_micro_batches, make_train_step
 
 # Counts every step reports ("train/<name>") and the run totals ("train/total_<name>", "total/<name>" in the
@@ -73,7 +77,8 @@ class GRPOStep:
     self.reward_fns = list(reward_fns)
     for reward_fn in self.reward_fns:  # model-scored rewards place their models on the run's mesh, once
       if isinstance(reward_fn, RolloutReward):
-        reward_fn.bind(mesh, tokenizer.vocab_size)
+        reward_fn.bind(mesh, tokenizer.vocab_size, functools.partial(load_frozen, mesh=mesh,
+                                                                    vocab_size=tokenizer.vocab_size))
     make_estimator = ESTIMATORS.get(rl.advantage)
     loss_cfg = policy_loss_config(rl)
     parts = Parts(model, frozen_models or {}, temperature=rl.temperature,
@@ -101,6 +106,12 @@ class GRPOStep:
                                   frozen_shardings, seed=config.seed, micro_batches=config.train.micro_batches)
     # SFT steps on demonstrations between the RL steps (rl.sft_steps: ReLIFT, SASR), or None
     self.sft_steps = make_sft_steps(config, model, optimizer, shardings, mesh, tokenizer, examples)
+    # info_gain (RLP): the reward scores with the policy's model against the state's policy EMA, moved after updates
+    self.info_gain = info_gain.find(self.reward_fns)
+    self.ema_step = None
+    if self.info_gain is not None:
+      self.info_gain.use_model(model.cfg)
+      self.ema_step = make_ema_step(self.info_gain.ema_decay, shardings)
     self.totals = dict.fromkeys(COUNTS, 0.0)  # run totals of the counts, kept in the checkpoint's data state
     self.warned_flat = False
 
@@ -110,12 +121,15 @@ class GRPOStep:
       if taken is not None:
         self.add_counts(taken.host)
         return taken
-    rollouts = self.collector.collect(policy_params(state), n)
+    with info_gain.reading_baseline(self.info_gain, state.get(POLICY_EMA)):  # info_gain (RLP): the EMA baseline
+      rollouts = self.collector.collect(policy_params(state), n)
     t = time.time()
     batch = put_batch(rollouts.batch, self.mesh)
     batch, prepare_metrics = self.prepare(state, batch, self.frozen)
     for _ in range(self.rl.epochs):
       state, metrics = self.update(state, batch, self.frozen)
+      if self.ema_step is not None:  # info_gain (RLP): the EMA follows each update
+        state = self.ema_step(state)
     self.source.update(n, rollouts)
     host = self.host_metrics(rollouts)
     host.update(self.source.metrics())  # a curriculum's state (SEC: train/curriculum/...)
@@ -196,6 +210,7 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   start = time.time()
   rl = config.rl
   reward_config(rl)  # bad reward settings fail here, before any data is loaded
+  understanding.check_config(config)  # RLT's teacher must read the gold solution (data.prompt_context)
   if config.data.rationales_path:
     raise ConfigError(f"config.data.rationales_path={config.data.rationales_path!r}: GRPO pays rewards against the "
                       "gold answers, and teacher data replaces them with the teacher's; set it to '' for a GRPO stage "
@@ -243,7 +258,8 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
     raise ConfigError(f"config.rl.group_size={rl.group_size}: the {rl.advantage!r} advantages need at least "
                       f"{estimator.min_group_size} completions per prompt (rl.advantage='ppo' needs 1)")
   checkpoints, record, state, shardings, resumed = open_run(workdir, config, model_cfg, optimizer, mesh,
-                                                           tokenizer.vocab_size, value_head=value_head)
+                                                           tokenizer.vocab_size, value_head=value_head,
+                                                           ema=info_gain.find(reward_fns) is not None)  # info_gain
   frozen, frozen_models, frozen_shardings = reference_policy(config, model, model_cfg, optimizer, mesh, record,
                                                              shardings, tokenizer.vocab_size)
   for kind, teacher in zip((frozen, frozen_models, frozen_shardings),  # the kd term's teacher, scoring rollouts
@@ -260,8 +276,12 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
   def evaluate(params) -> dict:
     if not eval_examples:
       return {}
-    return evaluate_accuracy(rl_step.sampler, params, tokenizer, eval_examples,
-                             max_new_tokens=config.eval.max_new_tokens, batch_size=config.eval.batch_size)
+    metrics = evaluate_accuracy(rl_step.sampler, params, tokenizer, eval_examples,
+                                max_new_tokens=config.eval.max_new_tokens, batch_size=config.eval.batch_size)
+    if rl_step.info_gain is not None:  # info_gain (RLP): the held-out gain of a greedy thought, the no-thought NLL
+      metrics.update(rl_step.info_gain.heldout(rl_step.sampler, params, eval_examples, Greedy(),
+                                               config.eval.max_new_tokens))
+    return metrics
 
   trainer = Trainer("grpo", total_steps, rl_step, evaluate, learning_rate=lambda n: float(schedule(n * rl.epochs - 1)),
                     data_state=rl_step.state_dict, evaluate_first=True, done=rl_step.done,

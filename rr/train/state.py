@@ -11,6 +11,11 @@ head) only; the step hands the base and the scale to the objective as untrained 
 What samples or evaluates the policy reads `policy_params(state)`, what reads a checkpoint `Checkpoints.policy_params`:
 both give the merged weights of a LoRA state, the params of any other.
 
+A run whose reward needs a slow copy of the policy (RLP's info_gain, `ema=True`) adds `"policy_ema"`: a float32
+exponential moving average of `policy_params(state)`, started equal to them and sharded like the params. No optimiser
+touches it; `make_ema_step` moves it after each update. It lives in the state, so each checkpoint saves it with the
+params it averages and a resumed run continues with the same EMA.
+
 Param shardings come from the model's logical axis names and the mesh rules; optimiser moments take the
 sharding of the param they track (optax.tree_map_params), counters are replicated. Nothing is built on the
 host first, so a model larger than one device never needs a full copy anywhere.
@@ -33,6 +38,7 @@ from rr.registry import split_names
 
 # The untrained trees of a LoRA state, by the names the objective's Forward reads them under.
 LORA_BASE, LORA_SCALE = "student_base", "lora_scale"
+POLICY_EMA = "policy_ema"  # the state's EMA of the policy params (info_gain's no-thought baseline), when it has one
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,10 +104,12 @@ def policy_params(state: dict[str, Any]) -> Any:
 
 def state_shardings(model_cfg: models.ModelConfig, optimizer: optax.GradientTransformation,
                     mesh: jax.sharding.Mesh, value_head: bool = False,
-                    lora: LoraSettings | None = None) -> dict[str, Any]:
+                    lora: LoraSettings | None = None, ema: bool = False) -> dict[str, Any]:
   replicated = sharding.replicated(mesh)
   shardings = {"step": replicated,
                "params": sharding.logical_to_shardings(models.param_logical_axes(model_cfg), mesh)}
+  if ema:
+    shardings[POLICY_EMA] = shardings["params"]
   abstract = {"params": jax.eval_shape(lambda: models.init_params(model_cfg, jax.random.key(0)))}
   if value_head:
     abstract["value_head"] = jax.eval_shape(lambda: models.init_value_head(model_cfg))
@@ -124,10 +132,12 @@ def base_config(model_cfg: models.ModelConfig, lora: LoraSettings | None) -> mod
 
 def init_train_state(model_cfg: models.ModelConfig, optimizer: optax.GradientTransformation,
                      mesh: jax.sharding.Mesh, seed: int, value_head: bool = False,
-                     params: Any = None, lora: LoraSettings | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+                     params: Any = None, lora: LoraSettings | None = None,
+                     ema: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
   """Returns (state, shardings), the state already laid out on the mesh; `params` (already placed) replace
-  the random ones, which are then never drawn. With `lora`, fresh adapters (B = 0) sit on them."""
-  shardings = state_shardings(model_cfg, optimizer, mesh, value_head, lora)
+  the random ones, which are then never drawn. With `lora`, fresh adapters (B = 0) sit on them; with `ema`, the
+  policy EMA starts as a float32 copy of the starting policy."""
+  shardings = state_shardings(model_cfg, optimizer, mesh, value_head, lora, ema)
 
   def create(rng, params):
     state = {"step": jnp.zeros((), jnp.int32),
@@ -137,6 +147,8 @@ def init_train_state(model_cfg: models.ModelConfig, optimizer: optax.GradientTra
     if lora is not None:
       state["lora"] = models.init_adapters(model_cfg, lora.targets, lora.rank, jax.random.fold_in(rng, 1))
       state["lora_scale"] = jnp.asarray(lora.scale, jnp.float32)
+    if ema:
+      state[POLICY_EMA] = jax.tree.map(lambda x: x.astype(jnp.float32), policy_params(state))
     return {**state, "opt_state": optimizer.init(trainable(state))}
 
   state = jax.jit(create, out_shardings=shardings)(jax.random.key(seed), params)
@@ -146,7 +158,7 @@ def init_train_state(model_cfg: models.ModelConfig, optimizer: optax.GradientTra
 def starting_state(model_cfg: models.ModelConfig, optimizer: optax.GradientTransformation,
                    mesh: jax.sharding.Mesh, seed: int, record: dict, init_checkpoint: str = "",
                    value_head: bool = False, hf_path: str = "",
-                   lora: LoraSettings | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+                   lora: LoraSettings | None = None, ema: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
   """The state a fresh run starts from: `init_checkpoint`'s params (another run's workdir or checkpoints
   directory; a LoRA run's merged), else the weights of the Hugging Face directory `hf_path` (read one tensor at a
   time straight into their shardings), else random params from `seed`. The optimiser, any value head and any
@@ -166,7 +178,7 @@ def starting_state(model_cfg: models.ModelConfig, optimizer: optax.GradientTrans
     params = source.policy_params(step, like)
   elif hf_path:
     params = models.from_hf(hf_path, dtype=stored.param_dtype, shardings=shardings["params"])[1]
-  return init_train_state(model_cfg, optimizer, mesh, seed, value_head, params, lora)
+  return init_train_state(model_cfg, optimizer, mesh, seed, value_head, params, lora, ema)
 
 
 def run_record(model_cfg: models.ModelConfig, vocab_size: int, tokenizer_dir: str = "",
@@ -204,24 +216,27 @@ def check_record(checkpoints: Checkpoints, step: int, record: dict, resume: bool
 def restore_or_init(checkpoints: Checkpoints, record: dict, model_cfg: models.ModelConfig,
                     optimizer: optax.GradientTransformation, mesh: jax.sharding.Mesh, seed: int,
                     init_checkpoint: str = "", value_head: bool = False, hf_path: str = "",
-                    lora: LoraSettings | None = None) -> tuple[dict[str, Any], dict[str, Any], int | None]:
+                    lora: LoraSettings | None = None,
+                    ema: bool = False) -> tuple[dict[str, Any], dict[str, Any], int | None]:
   """Returns (state, shardings, resumed step or None): a run resumes from its own latest checkpoint (a LoRA
-  run: base and adapters both), otherwise it starts as `starting_state` says."""
+  run: base and adapters both; an `ema` run its policy EMA), otherwise it starts as `starting_state` says."""
   latest = checkpoints.latest_step()
   if latest is None:
     state, shardings = starting_state(model_cfg, optimizer, mesh, seed, record, init_checkpoint, value_head,
-                                      hf_path, lora)
+                                      hf_path, lora, ema)
     return state, shardings, None
-  shardings = state_shardings(model_cfg, optimizer, mesh, value_head, lora)
-  abstract = jax.eval_shape(lambda: init_train_state(model_cfg, optimizer, mesh, seed, value_head, lora=lora)[0])
+  shardings = state_shardings(model_cfg, optimizer, mesh, value_head, lora, ema)
+  abstract = jax.eval_shape(lambda: init_train_state(model_cfg, optimizer, mesh, seed, value_head, lora=lora,
+                                                     ema=ema)[0])
   abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
   check_record(checkpoints, latest, record, resume=True)
   return checkpoints.restore(latest, abstract), shardings, latest
 
 
 def open_run(workdir: str, config, model_cfg: models.ModelConfig, optimizer: optax.GradientTransformation,
-             mesh: jax.sharding.Mesh, vocab_size: int, value_head: bool = False):
-  """The checkpoints of a run in `workdir`, its record, and its state (resumed, or started afresh).
+             mesh: jax.sharding.Mesh, vocab_size: int, value_head: bool = False, ema: bool = False):
+  """The checkpoints of a run in `workdir`, its record, and its state (resumed, or started afresh; `ema`: with
+  the policy EMA).
 
   Returns (checkpoints, record, state, shardings, resumed step or None).
   """
@@ -231,8 +246,21 @@ def open_run(workdir: str, config, model_cfg: models.ModelConfig, optimizer: opt
   lora = lora_settings(config)
   record = run_record(model_cfg, vocab_size, tokenizer_dir, lora)
   state, shardings, resumed = restore_or_init(checkpoints, record, model_cfg, optimizer, mesh, config.seed,
-                                             config.init_checkpoint, value_head, config.model.hf_path, lora)
+                                             config.init_checkpoint, value_head, config.model.hf_path, lora, ema)
   if resumed is not None:
     print(f"rr: resuming from {checkpoints.directory}/{resumed}", file=sys.stderr)
   return checkpoints, record, state, shardings, resumed
 
+
+
+def make_ema_step(decay: float, shardings: dict[str, Any]):
+  """`ema_step(state) -> state` with state["policy_ema"] <- decay * ema + (1 - decay) * policy_params(state), in
+  float32, jitted with the state donated (RLP's no-thought baseline, tau = decay). The rest of the state passes
+  through unchanged."""
+
+  def ema_step(state):
+    moved = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p.astype(jnp.float32), state[POLICY_EMA],
+                         policy_params(state))
+    return {**state, POLICY_EMA: moved}
+
+  return jax.jit(ema_step, in_shardings=(shardings,), out_shardings=shardings, donate_argnums=0)
