@@ -32,6 +32,7 @@ if __name__ == "__main__":  # the --plot command, run as a script: rr from this 
 from rr.config import parse_arg
 from rr.experiment import (ACCURACY, WALL_SECONDS, Column, Experiment, Method, PassAtK, Shared, curve,
                            pass_at_k_column, summary_column)
+from rr.experiment.results import save_plot
 
 CONFIGS = os.path.join(os.path.dirname(HERE), "configs")
 SFT_STEPS = 300  # tuned: see the README's "Guided RL and curricula, measured"
@@ -149,15 +150,8 @@ def plot_accuracy_against_tokens(directory: str, out: str, methods=None, seeds=(
   if not drawn:
     plt.close(fig)
     return None
-  ax.set_xlabel("completion tokens sampled")
-  ax.set_ylabel("held-out accuracy (greedy)")
-  ax.set_title("mixed 1-6 digit addition: each seed thin, the mean thick")
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(out, dpi=90)
-  plt.close(fig)
-  return out
+  return save_plot(fig, ax, out, "completion tokens sampled", "held-out accuracy (greedy)",
+                   "mixed 1-6 digit addition: each seed thin, the mean thick", legend_size=7, dpi=90)
 
 
 if __name__ == "__main__":

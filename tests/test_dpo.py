@@ -288,3 +288,15 @@ def test_bad_negatives_stop_the_run_before_any_work(tmp_path):
   with pytest.raises(ConfigError, match=r"batch_size=7 must be even"):
     train.run(_dpo_config(sft, mixed, **{"train.batch_size": "7"}), workdir)
   assert not os.path.exists(workdir)  # nothing was written
+
+
+def test_a_job_of_stages_checks_its_dpo_stage_before_the_first_stage_runs(tmp_path):
+  """configs/dpo.py samples the negatives in a stage, so the dpo stage's file checks wait for it, but its settings
+  (an odd batch, beta 0) stop the job before the sft stage trains."""
+  config = load_config(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
+                                    "dpo.py:runlocal"))
+  config.stage.dpo.dpo = {"beta": 0.0}
+  workdir = str(tmp_path / "job")
+  with pytest.raises(ConfigError, match=r"config.stage.dpo: config.dpo.beta=0.0 must be > 0"):
+    train.run(config, workdir)
+  assert not os.path.exists(os.path.join(workdir, "sft"))

@@ -91,10 +91,11 @@ def choice_record(task, example: Example, options: int, rng: np.random.Generator
 
 
 def write_choice_file(path: str, task: str, split: str, size: int, difficulty: int, seed: int,
-                      options: int = 4) -> list[dict]:
-  """Writes `size` questions of `task`'s `split` at `difficulty` (rr.tasks.make_split with `seed`) as a choice-format
-  JSONL at `path`, which must not exist (rr never overwrites data); returns the records. Every record is built
-  before anything is written, so an error leaves no file."""
+                      options: int = 4, difficulty_max: int = 0) -> list[dict]:
+  """Writes `size` questions of `task`'s `split` at `difficulty` (rr.tasks.make_split with `seed`; levels
+  difficulty..difficulty_max mixed when that is above difficulty) as a choice-format JSONL at `path`, which must not
+  exist (rr never overwrites data); returns the records. Every record is built before anything is written, so an
+  error leaves no file."""
   if not 2 <= options <= len(LETTERS):
     raise DataError(f"write_choice_file: options={options} must be between 2 and {len(LETTERS)} (one letter each)")
   if size < 1:
@@ -103,7 +104,7 @@ def write_choice_file(path: str, task: str, split: str, size: int, difficulty: i
     raise DataError(f"write_choice_file: {path!r} already exists; rr never overwrites data: choose a new path or "
                     "remove that file yourself")
   family = tasks.get_task(task)
-  examples = tasks.make_split(family, split, size, difficulty, seed)
+  examples = tasks.make_split(family, split, size, difficulty, seed, difficulty_max)
   records = [choice_record(family, example, options, np.random.default_rng([seed, i]))
              for i, example in enumerate(examples)]
   parent = os.path.dirname(path)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import os
 from typing import Sequence
 
 import numpy as np
@@ -27,7 +26,7 @@ from rr.data.errors import DataError
 from rr.data.jsonl import rationale_example, read_jsonl
 from rr.data.prompts import format_completion
 from rr.data.sft_batches import SFTBatches, bucket_width
-from rr.data.teacher_data import DATA_FILE, STAGE_PREFIX
+from rr.data.teacher_data import records_path
 from rr.rewards.builtin import is_correct
 from rr.tasks import Example
 
@@ -56,19 +55,7 @@ def negatives_file(path: str) -> str:
     raise ConfigError(f"trainer 'dpo' needs {WHAT}: the student's own wrong samples, written by a teach run of the "
                       "student (--config.trainer=teach --config.teach.teacher=<its SFT --workdir> "
                       "--config.teach.filters=wrong,dedup); set it to that run's --workdir or its data.jsonl")
-  if path.startswith(STAGE_PREFIX):
-    raise ConfigError(f"{WHAT}={path!r} names a stage, which only a job of stages resolves (config.trainer="
-                      "'stages', the stage an earlier one); outside one, give the teach run's --workdir or data.jsonl")
-  if os.path.isdir(path):
-    inside = os.path.join(path, DATA_FILE)
-    if not os.path.isfile(inside):
-      raise DataError(f"{WHAT}={path!r} is a directory without {DATA_FILE}; point it at a finished teach run's "
-                      "--workdir (run that command again to finish it) or at a JSONL file")
-    return inside
-  if not os.path.isfile(path):
-    raise DataError(f"{WHAT}={path!r} does not exist; point it at a teach run's --workdir (teach.filters=wrong) or "
-                    "a JSONL file of {\"question\", \"rationale\", \"answer\"} records")
-  return path
+  return records_path(path, WHAT, "a teach run's --workdir (teach.filters=wrong)")
 
 
 def make_pairs(train: Sequence[Example], negatives: str, split: Sequence[Example] | None = None) -> Pairs:

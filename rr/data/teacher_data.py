@@ -23,21 +23,23 @@ DATA_FILE = "data.jsonl"  # what a teach run's workdir holds its records in
 STAGE_PREFIX = "stage:"  # rr.train.stages resolves "stage:<name>" to that stage's workdir
 
 
-def records_path(path: str) -> str:
-  """The JSONL file `path` names: itself, or a teach workdir's data.jsonl."""
+def records_path(path: str, what: str = "config.data.rationales_path",
+                 made_by: str = "a teach run's --workdir") -> str:
+  """The JSONL file `path` names: itself, or a teach workdir's data.jsonl. `what` is the config key it came from
+  and `made_by` the run that writes such files, both named in the errors."""
   if path.startswith(STAGE_PREFIX):
-    raise ConfigError(f"config.data.rationales_path={path!r} names a stage, which only a job of stages resolves "
-                      "(config.trainer='stages', the stage an earlier one); outside one, give the teach run's "
-                      "--workdir or its data.jsonl")
+    raise ConfigError(f"{what}={path!r} names a stage, which only a job of stages resolves (config.trainer="
+                      "'stages', the stage an earlier one); outside one, give the teach run's --workdir or its "
+                      "data.jsonl")
   if os.path.isdir(path):
     inside = os.path.join(path, DATA_FILE)
     if not os.path.isfile(inside):
-      raise DataError(f"config.data.rationales_path={path!r} is a directory without {DATA_FILE}; point it at a "
-                      "finished teach run's --workdir (run that command again to finish it) or at a JSONL file")
+      raise DataError(f"{what}={path!r} is a directory without {DATA_FILE}; point it at a finished teach run's "
+                      "--workdir (run that command again to finish it) or at a JSONL file")
     return inside
   if not os.path.isfile(path):
-    raise DataError(f"config.data.rationales_path={path!r} does not exist; point it at a teach run's --workdir "
-                    "or a JSONL file of {\"question\", \"rationale\", \"answer\"} records")
+    raise DataError(f"{what}={path!r} does not exist; point it at {made_by} or a JSONL file of "
+                    "{\"question\", \"rationale\", \"answer\"} records")
   return path
 
 

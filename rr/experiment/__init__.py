@@ -77,6 +77,10 @@ class PassAtK:
   samples: int = 0  # 0 = the largest k
   num_examples: int = 0  # held-out questions; 0 = the run's config.eval.num_examples
   temperature: float = 1.0
+  # (dotted key, value) config overrides of what is evaluated, as rr.eval's command line takes them, or a function of
+  # the run's config that returns them: e.g. lambda c: [("data.format", "rationale")] if c.data.format == "text"
+  # else [] asks a run trained on a task written out as plain text the task's questions
+  overrides: tuple[tuple[str, str], ...] | Callable = ()
 
 
 def summary_column(key: str, title: str = "", digits: int = 3) -> Column:
@@ -319,6 +323,10 @@ def _evaluate(item: Run, spec: PassAtK) -> None:
   taken = eval_dirs(target)
   out = os.path.join(target, "eval" if not taken else f"eval.{_eval_number(taken[-1]) + 1}")
   config = eval_run.run_config(target)
+  overrides = list(spec.overrides(config) if callable(spec.overrides) else spec.overrides)
+  if overrides:
+    from rr.config import apply_overrides
+    apply_overrides(config, overrides)
   prepared = eval_run.prepare(target, config, out=out, ks=ks, samples=samples, temperature=spec.temperature,
                               ece_bins=10, num_examples=spec.num_examples or None)
   found = eval_run.evaluate(prepared, ks=ks, samples=samples, temperature=spec.temperature, ece_bins=10)

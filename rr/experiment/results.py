@@ -175,18 +175,27 @@ def plot(experiment, directory: str, runs, key: str) -> str | None:
       ax.plot(common, mean, color=colour, linewidth=2.2)
     if mine:  # the legend names each method once, with its seed count
       ax.plot([], [], color=colour, linewidth=2.2, label=f"{method.label or method.name} ({len(mine)} seeds)")
-  ax.set_xlabel("step")
-  ax.set_ylabel(key)
-  ax.set_title(f"{key}: each seed thin, their mean thick")
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
-  fig.tight_layout()
   name = re.sub(r"[^A-Za-z0-9_.-]+", "_", key) + ".png"
-  tmp = os.path.join(directory, f".{name}.tmp.{os.getpid()}")
-  fig.savefig(tmp, dpi=100, format="png")
-  plt.close(fig)
-  os.replace(tmp, os.path.join(directory, name))
+  save_plot(fig, ax, os.path.join(directory, name), "step", key, f"{key}: each seed thin, their mean thick")
   return name
+
+
+def save_plot(fig, ax, path: str, xlabel: str, ylabel: str, title: str, legend_size: int = 8, dpi: int = 100) -> str:
+  """Labels, a grid and the legend on `ax`, then `fig` written to `path` atomically (a reader never sees half a
+  PNG) and closed: the last lines every experiment plot shares. Returns `path`."""
+  import matplotlib.pyplot as plt
+
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=legend_size)
+  fig.tight_layout()
+  tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp.{os.getpid()}")
+  fig.savefig(tmp, dpi=dpi, format="png")
+  plt.close(fig)
+  os.replace(tmp, path)
+  return path
 
 
 def _plain(value):

@@ -8,9 +8,9 @@ from rr.losses.policy import (PolicyLossConfig, aggregate, kl_gradient_term, kl_
 from rr.losses.preference import completion_log_probs, dpo_loss
 from rr.losses.sft import completion_nll, next_token_targets, sequence_log_probs, token_log_probs
 
-__all__ = ["DIVERGENCES", "PolicyLossConfig", "aggregate", "chunked_completion_nll", "completion_nll",
+__all__ = ["DIVERGENCES", "PolicyLossConfig", "aggregate", "chunked_completion_nll", "completion_log_probs",
+           "completion_nll", "dpo_loss",
            "distillation_loss", "kl_gradient_term", "kl_per_token", "lm_head_weight", "masked_mean",
            "next_token_targets", "policy_loss", "reward_to_go", "scale_logits", "sequence_kl", "sequence_log_probs",
            "sparse_distillation_loss", "sparse_token_divergence", "token_divergence", "token_entropy",
            "token_log_probs", "value_loss"]
-__all__ += ["completion_log_probs", "dpo_loss"]  # preference losses (rr.losses.preference)

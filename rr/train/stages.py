@@ -31,7 +31,7 @@ import ml_collections
 from rr import train
 from rr.config import ConfigError, same_run_config, save_run_config, stage_config, stage_names
 from rr.data.teacher_data import STAGE_PREFIX
-from rr.train import TRAINERS, grpo, teach
+from rr.train import TRAINERS, dpo, grpo, teach
 from rr.train.metrics import MetricWriter
 
 
@@ -101,8 +101,8 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
 
 
 def check_stage(name: str, stage, names: Sequence[str] = ()) -> None:
-  """The checks of a stage's config that need rr.train: its trainer is registered, its reward and teach settings
-  hold, and every "stage:<name>" it holds (after stage_configs resolved those of earlier stages) is one of
+  """The checks of a stage's config that need rr.train: its trainer is registered, its reward, teach and dpo
+  settings hold, and every "stage:<name>" it holds (after stage_configs resolved those of earlier stages) is one of
   `names`, the job's stages in order, that runs before it."""
   for key, value in _references(stage):
     target = value[len(STAGE_PREFIX):]
@@ -118,6 +118,8 @@ def check_stage(name: str, stage, names: Sequence[str] = ()) -> None:
       grpo.reward_config(stage.rl)
     elif stage.trainer == "teach":
       teach.check_config(stage)
+    elif stage.trainer == "dpo":  # the settings only: the negatives may be an earlier stage's, still to be sampled
+      dpo.check_settings(stage)
   except ConfigError as e:
     raise ConfigError(f"config.stage.{name}: {e}") from e
 

@@ -252,7 +252,6 @@ def open_run(workdir: str, config, model_cfg: models.ModelConfig, optimizer: opt
   return checkpoints, record, state, shardings, resumed
 
 
-
 def make_ema_step(decay: float, shardings: dict[str, Any]):
   """`ema_step(state) -> state` with state["policy_ema"] <- decay * ema + (1 - decay) * policy_params(state), in
   float32, jitted with the state donated (RLP's no-thought baseline, tau = decay). The rest of the state passes
