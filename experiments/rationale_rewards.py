@@ -18,12 +18,16 @@ Shared runs (once, in order):
                         one explanation per train question sampled from teacher_sft / teacher_rl (reading the answer),
                         kept when its final answer is right: the data the RLT student rows distil.
   negatives             the sft model's own wrong samples (teach filter "wrong"): the rejected side of DPO.
+  choice_data           the mixed-addition splits written as 4-way multiple-choice files (trainer "choice_files"
+                        below), then sft_choice (sft, then SFT on the choice file), confidence_choice and
+                        sft_choice_confidence: the SaySelf data and SFT again, on multiple choice.
 
 Rows (seeds 0-2; RL rows stop at BUDGET_TOKENS sampled completion tokens, student rows after STUDENT_STEPS steps of
 STUDENT_BATCH rows):
   grpo, gated, ungated, length, info_gain                 from sft
   grpo_dropout, think_skip                                from sft_dropout
   grpo_confidence, calibration                            from sft_confidence
+  grpo_choice, calibration_choice                         from sft_choice_confidence, on the multiple-choice file
   student_program, student_before, student_after, dpo     from sft: SFT on the program rationales, on the untrained
                                                           and the trained teacher's explanations; DPO on (program
                                                           rationale, own wrong sample) pairs
