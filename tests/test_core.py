@@ -73,7 +73,7 @@ def test_policy_kl_entropy_terms_sum_to_the_one_policy_loss(cfg):
   (want, want_m), want_g = jax.value_and_grad(single, has_aux=True)(a["logp"])
   np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
   np.testing.assert_allclose(got_g, want_g, rtol=1e-5, atol=1e-7)
-  for key in ("pg_loss", "kl", "clip_frac_low", "clip_frac_high"):
+  for key in ("pg_loss", "kl", "clip_ratio/low_mean", "clip_ratio/high_mean"):
     np.testing.assert_allclose(got_m[key], want_m[key], rtol=1e-6, atol=1e-7)
   assert float(jnp.abs(want_g).sum()) > 0
 
@@ -166,7 +166,7 @@ def test_a_toy_term_and_a_toy_prompt_source_from_this_file_train_and_resume(tmp_
   train_rows = [r for r in rows if "train/loss" in r]
   assert train_rows and all(np.isfinite(r["train/toy_length_logp"]) and r["train/toy_length_logp"] < 0
                             for r in train_rows)
-  assert "train/clip_ratio" in train_rows[0]
+  assert "train/clip_ratio/region_mean" in train_rows[0]
   # At step 1 the policy is still its starting params: KL to those would be 0; to the saved reference it is not.
   assert train_rows[0]["train/kl"] > 1e-3
   # Resume: the source's checkpointed offset (2 after two steps) continues the order exactly; the restore would

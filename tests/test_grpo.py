@@ -114,7 +114,7 @@ def test_grpo_run_from_an_sft_checkpoint_reports_trl_style_metrics(grpo_run, sft
   assert summary["finished"] and summary["step"] == 12
   for key in ("eval/accuracy_initial", "eval/accuracy", "train/rewards/length/mean", "train/rewards/correctness/std",
               "train/frac_reward_zero_std", "train/completions/mean_length", "train/completions/max_length",
-              "train/clip_ratio", "train/clip_frac_low", "train/clip_frac_high", "train/entropy", "train/kl",
+              "train/clip_ratio/region_mean", "train/clip_ratio/low_mean", "train/clip_ratio/high_mean", "train/entropy", "train/kl",
               "train/grad_norm", "train/logprob_gap_max", "train/seconds_sampling", "train/tokens_per_s"):
     assert key in summary, key
   rows = [r for r in read_metrics(os.path.join(workdir, "metrics.jsonl")) if "train/loss" in r]
@@ -125,9 +125,28 @@ def test_grpo_run_from_an_sft_checkpoint_reports_trl_style_metrics(grpo_run, sft
   # The trainer's recomputed log-probs are the sampler's (same params, float32).
   assert max(r["train/logprob_gap_max"] for r in rows) < 1e-4
   assert read_run_config(os.path.join(workdir, "config.json")).to_dict() == grpo_config(sft_workdir).to_dict()
-  # train/lr is the schedule's value at each logged step (read when logged, not every step).
+  # train/learning_rate is the schedule's value at each logged step (read when logged, not every step).
   schedule = learning_rate_schedule(grpo_config(sft_workdir).optim, 12)
-  assert [r["train/lr"] for r in rows] == pytest.approx([float(schedule(s - 1)) for s in range(1, 13)], rel=1e-6)
+  assert [r["train/learning_rate"] for r in rows] == pytest.approx([float(schedule(s - 1)) for s in range(1, 13)], rel=1e-6)
+  # num_tokens (TRL's): the running count of prompt and completion tokens trained on. Every runlocal question is
+  # two 3-digit numbers, so each step adds the same prompt tokens on top of its completions.
+  rl = grpo_config(sft_workdir).rl
+  rows_per_step = rl.prompts_per_step * rl.group_size
+  added = np.diff([0.0] + [r["train/num_tokens"] for r in rows])
+  prompt_tokens = added - np.array([r["train/completions/mean_length"] for r in rows]) * rows_per_step
+  assert prompt_tokens[0] > 0 and prompt_tokens[0] % rows_per_step == 0
+  np.testing.assert_allclose(prompt_tokens, prompt_tokens[0])
+
+
+def test_reward_std_is_the_mean_of_the_groups_sample_stds():
+  """TRL's reward_std: each group's std with ddof 1, then their mean; a failed (invalid) row is left out and a
+  group left with one valid reward has no std."""
+  total = np.array([1.0, 0.0, 1.0, 0.0, 2.0, 2.0, 2.0, 2.0, np.nan, 3.0, 5.0, 4.0, 7.0, np.nan, np.nan, np.nan])
+  valid = ~np.isnan(total)
+  # group 0: mean 0.5, squares 4 x 0.25 = 1 over 3 -> sqrt(1/3); group 1: 0; group 2 (3, 5, 4): sqrt(2/2) = 1
+  want = (np.sqrt(1 / 3) + 0.0 + 1.0) / 3
+  assert grpo.mean_group_std(total, valid, 4) == pytest.approx(want)
+  assert np.isnan(grpo.mean_group_std(total[12:], valid[12:], 4))
 
 
 def test_grpo_resume_draws_the_same_rollouts_and_losses(grpo_run, sft_workdir, tmp_path, length_reward):
@@ -140,6 +159,8 @@ def test_grpo_resume_draws_the_same_rollouts_and_losses(grpo_run, sft_workdir, t
   got = {r["step"]: r["train/loss"] for r in read_metrics(os.path.join(resumed, "metrics.jsonl")) if "train/loss" in r}
   assert sorted(got) == sorted(want)
   np.testing.assert_allclose([got[s] for s in sorted(got)], [want[s] for s in sorted(want)], rtol=1e-5, atol=1e-7)
+  tokens = lambda path: [r["train/num_tokens"] for r in read_metrics(path) if "train/num_tokens" in r]
+  assert tokens(os.path.join(resumed, "metrics.jsonl")) == tokens(os.path.join(workdir, "metrics.jsonl"))
   rows = read_metrics(os.path.join(resumed, "metrics.jsonl"))
   assert len({(r["step"], tuple(sorted(r))) for r in rows}) == len(rows)  # one row per (step, keys)
 

@@ -44,7 +44,7 @@ def test_mu_one_loss_reads_minus_mean_advantage_but_gradient_is_minus_a_grad_log
     assert float(loss) == pytest.approx(want_loss, rel=1e-6)
     np.testing.assert_allclose(grad, want_grad, rtol=1e-6)
     assert float(metrics["ratio_mean"]) == pytest.approx(1.0)
-    assert float(metrics["clip_ratio"]) == 0.0
+    assert float(metrics["clip_ratio/region_mean"]) == 0.0
 
 
 def test_clip_higher_values_and_clip_fractions():
@@ -55,9 +55,9 @@ def test_clip_higher_values_and_clip_fractions():
   row1 = 1.5 + 0.8 + 1.1
   assert loss == pytest.approx((row0 + row1) / 6, rel=1e-5)
   assert float(m["pg_loss"]) == pytest.approx((row0 + row1) / 6, rel=1e-5)
-  assert float(m["clip_frac_high"]) == pytest.approx(1 / 6)  # row 0, rho 1.5 > 1.28 with A > 0
-  assert float(m["clip_frac_low"]) == pytest.approx(1 / 6)  # row 1, rho 0.5 < 0.8 with A < 0
-  assert float(m["clip_ratio"]) == pytest.approx(2 / 6)
+  assert float(m["clip_ratio/high_mean"]) == pytest.approx(1 / 6)  # row 0, rho 1.5 > 1.28 with A > 0
+  assert float(m["clip_ratio/low_mean"]) == pytest.approx(1 / 6)  # row 1, rho 0.5 < 0.8 with A < 0
+  assert float(m["clip_ratio/region_mean"]) == pytest.approx(2 / 6)
   assert float(m["ratio_mean"]) == pytest.approx((1.5 + 0.5 + 1.1) / 3, rel=1e-6)
 
 
@@ -79,7 +79,7 @@ def test_gppo_keeps_forward_value_and_gives_one_plus_minus_eps_times_a_gradient(
   assert grad[1, 1] == pytest.approx(low, rel=1e-5) and grad[1, 1] != 0.0
   want = np.array([[high, -0.5 / 6, -1.1 / 6], [1.5 / 6, low, 1.1 / 6]])
   np.testing.assert_allclose(grad, want, rtol=1e-5)
-  assert float(m["clip_frac_high"]) == pytest.approx(1 / 6)
+  assert float(m["clip_ratio/high_mean"]) == pytest.approx(1 / 6)
 
 
 def test_per_token_advantages_clip_and_weigh_each_token_on_its_own():
@@ -90,7 +90,7 @@ def test_per_token_advantages_clip_and_weigh_each_token_on_its_own():
   loss, m, grad = _loss_and_grad(cfg, logp, np.zeros((1, 3), np.float32), adv, np.ones((1, 3), np.float32))
   # -min(rho*A, clip(rho)*A): -min(1.5, 1.2) = -1.2; -min(-0.5, -0.8) = 0.8; -min(2.2, 2.2) = -2.2.
   assert loss == pytest.approx((-1.2 + 0.8 - 2.2) / 3, rel=1e-6)
-  assert float(m["clip_frac_high"]) == pytest.approx(1 / 3) and float(m["clip_frac_low"]) == pytest.approx(1 / 3)
+  assert float(m["clip_ratio/high_mean"]) == pytest.approx(1 / 3) and float(m["clip_ratio/low_mean"]) == pytest.approx(1 / 3)
   # Tokens 0 and 1 take the clipped branch (no gradient); token 2: -A * rho / 3.
   np.testing.assert_allclose(grad, [[0.0, 0.0, -2.0 * 1.1 / 3]], rtol=1e-5, atol=1e-7)
   # A per-token advantage that is constant along each row is the per-sequence one.
@@ -209,7 +209,7 @@ def test_gspo_sequence_ratio_value_clip_and_gradient():
   loss, m, grad = _loss_and_grad(PolicyLossConfig(ratio_level="sequence"), logp, old, adv, mask)
   assert loss == pytest.approx(-(1.2 + s1) / 2, rel=1e-6)
   np.testing.assert_array_equal(grad[0], [0.0, 0.0, 0.0])
-  assert float(m["clip_frac_high"]) == pytest.approx(2 / 5)
+  assert float(m["clip_ratio/high_mean"]) == pytest.approx(2 / 5)
 
 
 def test_policy_loss_jits():
@@ -217,7 +217,7 @@ def test_policy_loss_jits():
   f = jax.jit(lambda lp, old, a, m, ref: policy_loss(lp, old, a, m, cfg, ref_logp_BxT=ref))
   loss, metrics = f(jnp.zeros((2, 3)), jnp.zeros((2, 3)), jnp.ones(2), jnp.ones((2, 3)), jnp.zeros((2, 3)))
   assert float(loss) == pytest.approx(-1.0)
-  assert set(metrics) == {"pg_loss", "kl", "clip_frac_low", "clip_frac_high", "clip_ratio", "ratio_mean"}
+  assert set(metrics) == {"pg_loss", "kl", "clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean", "ratio_mean"}
 
 
 def test_clipped_value_loss():
@@ -255,7 +255,7 @@ def test_each_clip_bound_on_its_own_row(clip_mode, rho, adv, value, bound, clipp
   else:
     want_grad = 0.0 if clip_mode == "clip" else -bound * adv
   assert float(grad[0, 0]) == pytest.approx(want_grad, rel=1e-5, abs=1e-8)
-  assert float(m["clip_frac_low"]) == clipped_low and float(m["clip_frac_high"]) == clipped_high
+  assert float(m["clip_ratio/low_mean"]) == clipped_low and float(m["clip_ratio/high_mean"]) == clipped_high
 
 
 LOGP_KL = np.array([[-1.0, -2.0]], np.float32)

@@ -244,13 +244,13 @@ def policy_loss(logp_BxT: jax.Array, old_logp_BxT: jax.Array, adv_B: jax.Array, 
   rho_value_BxT = jax.lax.stop_gradient(rho_BxT)
   low_BxT = ((rho_value_BxT < 1.0 - cfg.eps_low) & (adv < 0)).astype(jnp.float32)
   high_BxT = ((rho_value_BxT > 1.0 + cfg.eps_high) & (adv > 0)).astype(jnp.float32)
-  metrics.update(
-      pg_loss=aggregate(pg_BxT, mask_BxT, cfg.aggregation, cfg.max_completion_len),
-      clip_frac_low=masked_mean(low_BxT, mask_BxT),
-      clip_frac_high=masked_mean(high_BxT, mask_BxT),
-      clip_ratio=masked_mean(jnp.maximum(low_BxT, high_BxT), mask_BxT),
-      ratio_mean=masked_mean(rho_value_BxT, mask_BxT),
-  )
+  metrics.update({  # TRL's names: token means over the active tokens
+      "pg_loss": aggregate(pg_BxT, mask_BxT, cfg.aggregation, cfg.max_completion_len),
+      "clip_ratio/low_mean": masked_mean(low_BxT, mask_BxT),
+      "clip_ratio/high_mean": masked_mean(high_BxT, mask_BxT),
+      "clip_ratio/region_mean": masked_mean(jnp.maximum(low_BxT, high_BxT), mask_BxT),
+      "ratio_mean": masked_mean(rho_value_BxT, mask_BxT),
+  })
   return loss, jax.tree.map(jax.lax.stop_gradient, metrics)
 
 

@@ -60,6 +60,16 @@ COUNTS = ("sampled_tokens", "demo_tokens")
 __all__ = ["GRPOStep", "build_combination", "build_rewards", "policy_loss_config", "reward_config", "run"]
 
 
+def mean_group_std(total_N: np.ndarray, valid_N: np.ndarray, group_size: int) -> float:
+  """TRL's `reward_std`: the mean over groups of the sample std (ddof 1, torch's default) of each group's valid
+  rewards; a group with fewer than two valid rewards has none and is left out (NaN when no group has one)."""
+  stds = []
+  for rewards, valid in zip(total_N.reshape(-1, group_size), valid_N.reshape(-1, group_size)):
+    if valid.sum() >= 2:
+      stds.append(float(np.std(rewards[valid], ddof=1)))
+  return float(np.mean(stds)) if stds else float("nan")
+
+
 class GRPOStep:
   """`step(state, n) -> StepOutput` for loop step n: collect rollouts, prepare them, take rl.epochs updates.
 
@@ -187,7 +197,7 @@ class GRPOStep:
     group_std = sampled.total_N.reshape(-1, self.rl.group_size).std(axis=1)
     lengths = chosen.lengths.astype(np.float64)
     return {"train/reward": float(sampled.total_N[valid].mean()) if valid.any() else float("nan"),
-            "train/reward_std": float(sampled.total_N[valid].std()) if valid.any() else float("nan"),
+            "train/reward_std": mean_group_std(sampled.total_N, valid, self.rl.group_size),
             "train/frac_reward_zero_std": float(np.mean(group_std == 0)),
             "train/sampling_rounds": float(rollouts.rounds),
             "train/frac_groups_kept": rollouts.kept / sampled.num_groups,
@@ -200,7 +210,8 @@ class GRPOStep:
             # groups whose every rollout failed the verifier (before Guide resamples them), of all sampled
             "train/frac_all_failed": counts.get("all_failed_groups", 0.0) / max(counts.get("groups", 0.0), 1.0),
             **{f"train/{name}": counts.get(name, 0.0) for name in COUNTS},
-            "tokens_read": float(sampled.lengths.sum()),
+            "tokens_read": float(sampled.lengths.sum()),  # every sampled token, for tokens_per_s
+            "num_tokens": float((np.asarray(rollouts.batch.positions) >= 0).sum()),  # trained on: prompts too
             **{f"train/{k}": v for k, v in reward_metrics(self.reward_fns, sampled.rewards_NxK, valid).items()}}
 
 

@@ -54,15 +54,25 @@ class Trainer:
   curves: tuple = ("train/loss", "eval/accuracy", "eval/step_accuracy")
 
 
+HOST_COUNTS = ("tokens_read", "num_tokens")  # per-step counts the loop turns into rates and totals, never averaged
+
+
 def mean_rows(rows: list[dict], seconds: float) -> dict:
   """The mean of each key over a logging window, plus the wall time per step and, from the host metric
   `tokens_read` (tokens a step read or sampled), the tokens per second."""
-  keys = sorted({k for r in rows for k in r} - {"tokens_read"})
+  keys = sorted({k for r in rows for k in r} - set(HOST_COUNTS))
   out = {k: float(np.mean([r[k] for r in rows if k in r])) for k in keys}
   out["train/seconds_per_step"] = seconds / max(len(rows), 1)
   if any("tokens_read" in r for r in rows):
     out["train/tokens_per_s"] = sum(r.get("tokens_read", 0.0) for r in rows) / max(seconds, 1e-9)
   return out
+
+
+def logged_row(window: list[dict], seconds: float, learning_rate: float) -> dict:
+  """A logging window's row: the means, the learning rate of its last update, and the running num_tokens at its
+  last step (a total, not a mean)."""
+  return {**mean_rows(window, seconds), "train/learning_rate": learning_rate,
+          "train/num_tokens": window[-1]["train/num_tokens"]}
 
 
 def _fetch(output: StepOutput) -> tuple[dict, list[str]]:
@@ -73,12 +83,20 @@ def _fetch(output: StepOutput) -> tuple[dict, list[str]]:
   return {**row, **output.host}, bad
 
 
+def step_tokens(row: dict) -> float:
+  """The tokens a step trained on, TRL's `num_tokens` unit (prompt and completion, padding excluded): the host
+  metric `num_tokens` where a trainer reads more than it trains on (GRPO samples; tokens_read counts those)."""
+  return float(row.get("num_tokens", row.get("tokens_read", 0.0)))
+
+
 def run_loop(trainer: Trainer, state: dict, workdir: str, config, checkpoints, record: dict,
              resumed: int | None, start: float, should_stop: Callable[[int], bool] | None = None) -> dict:
   """Trains from `state` (at loop step `resumed`, or 0) to `trainer.total_steps`; returns the run's summary."""
   writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
   step = 0 if resumed is None else resumed
   writer.resume(resumed)  # rows a crash logged past the checkpoint: set aside
+  # TRL's num_tokens: every token trained on so far, kept in each checkpoint's record so a resume continues it
+  num_tokens = 0.0 if resumed is None else float(checkpoints.read_record(resumed).get("num_tokens", 0.0))
   first_eval, last_train, last_eval, interrupted, failed = {}, {}, {}, False, False
   if resumed is None and trainer.evaluate_first:
     first_eval = trainer.evaluate(policy_params(state))
@@ -87,7 +105,7 @@ def run_loop(trainer: Trainer, state: dict, workdir: str, config, checkpoints, r
       writer.write(step, first_eval)
 
   def save():
-    checkpoints.save(step, state, {**record, "data_state": trainer.data_state()})
+    checkpoints.save(step, state, {**record, "data_state": trainer.data_state(), "num_tokens": num_tokens})
 
   try:
     window, pending, window_start = [], None, time.time()
@@ -95,12 +113,13 @@ def run_loop(trainer: Trainer, state: dict, workdir: str, config, checkpoints, r
                                      file=sys.stderr, mininterval=2.0) as bar:
 
       def flush() -> list[str]:  # fetch the step in flight; returns its non-finite terms
-        nonlocal pending
+        nonlocal pending, num_tokens
         if pending is None:
           return []
         row, bad = _fetch(pending)
         pending = None
-        window.append(row)
+        num_tokens += step_tokens(row)
+        window.append({**row, "train/num_tokens": num_tokens})
         return bad
 
       while step < trainer.total_steps and not trainer.done():
@@ -124,7 +143,7 @@ def run_loop(trainer: Trainer, state: dict, workdir: str, config, checkpoints, r
           interrupted = failed = True
           break
         if log and window:
-          last_train = {**mean_rows(window, time.time() - window_start), "train/lr": trainer.learning_rate(step)}
+          last_train = logged_row(window, time.time() - window_start, trainer.learning_rate(step))
           writer.write(step, last_train)
           bar.set_postfix({k.split("/")[-1]: f"{last_train[k]:.4g}" for k in ("train/reward", "train/loss")
                            if k in last_train})
@@ -149,7 +168,7 @@ def run_loop(trainer: Trainer, state: dict, workdir: str, config, checkpoints, r
     checkpoints.wait()
     raise
   if window and not failed:  # stopped between two logged steps
-    last_train = {**mean_rows(window, time.time() - window_start), "train/lr": trainer.learning_rate(step)}
+    last_train = logged_row(window, time.time() - window_start, trainer.learning_rate(step))
   # ---------------------------------------------------------------- final evaluation and reports
   save()
   checkpoints.close()
