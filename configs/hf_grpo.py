@@ -18,7 +18,7 @@ def get_config(arg=None):
   c = base_config()
   c.trainer = "grpo"
   use_hf_model(c, args.model, "configs/hf_grpo.py")
-  if args.train:
+  if args.train or args.test:  # a test file alone serves python -m rr.eval
     use_data_files(c, args.train, args.test, args.format)
   c.data.max_len = 512
   c.model.dtype = "bfloat16"

@@ -9,8 +9,9 @@ from rr.config import ConfigError, base_config, parse_arg, shrink_for_runlocal
 
 def get_config(arg=None):
   args = parse_arg(arg, runlocal=False, train="", test="")
-  if not args.train:
-    raise ConfigError("configs/sft_jsonl.py needs a training file: --config configs/sft_jsonl.py:train=PATH,test=PATH")
+  if not (args.train or args.test):
+    raise ConfigError("configs/sft_jsonl.py needs a file: --config configs/sft_jsonl.py:train=PATH,test=PATH "
+                      "(test=PATH alone to evaluate)")
   c = base_config()
   c.trainer = "sft"
   c.data.source = "jsonl"

@@ -381,9 +381,9 @@ def validate(config: ml_collections.ConfigDict, source: str = "config") -> None:
     raise ConfigError(f"config.trainer={config.trainer!r} must name a trainer (sft, grpo, stages, or registered)")
   _check_choice(config, "data.source", DATA_SOURCES)
   _check_choice(config, "data.format", DATA_FORMATS)
-  if config.data.source in ("jsonl", "parquet") and not config.data.train_path:
-    raise ConfigError(f"config.data.source={config.data.source!r} needs config.data.train_path "
-                      "(and test_path for evaluation)")
+  if config.data.source in ("jsonl", "parquet") and not (config.data.train_path or config.data.test_path):
+    raise ConfigError(f"config.data.source={config.data.source!r} needs config.data.train_path (to train) or "
+                      "config.data.test_path (to evaluate; both for a run that trains and evaluates)")
   if config.data.source == "tfds" and not (config.data.tfds_name and config.data.tfds_dir):
     raise ConfigError("config.data.source='tfds' needs config.data.tfds_name and config.data.tfds_dir "
                       "(build them with python -m rr.data.prepare)")
@@ -717,8 +717,9 @@ def use_hf_model(c: ml_collections.ConfigDict, model_dir: str, config_name: str)
 
 
 def use_data_files(c: ml_collections.ConfigDict, train: str, test: str = "", data_format: str = "rationale") -> None:
-  """Trains on local files (.parquet, else JSONL) laid out as `data_format` (rationale | gsm8k | math | choice)."""
-  c.data.source = "parquet" if train.endswith(".parquet") else "jsonl"
+  """Trains on local files (.parquet, else JSONL) laid out as `data_format` (rationale | gsm8k | math | choice);
+  a test file alone (MATH-500 is one test.jsonl) is enough to evaluate."""
+  c.data.source = "parquet" if (train or test).endswith(".parquet") else "jsonl"
   c.data.format = data_format
   c.data.train_path = train
   c.data.test_path = test

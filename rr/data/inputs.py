@@ -31,7 +31,8 @@ class RunInputs:
   test: list
 
 
-def load_inputs(config) -> RunInputs:
+def load_inputs(config, need_train: bool = True) -> RunInputs:
+  """The run's tokenizer and splits; `need_train=False` (rr.eval) accepts data with a test split alone."""
   tokenizer = tokenizer_from_config(config)
   data = config.data
   if data.format == "text":  # plain text cut into (prefix, next tokens) examples
@@ -51,11 +52,14 @@ def load_inputs(config) -> RunInputs:
     train = read_split(data.tfds_name, data.tfds_dir, data.train_split, data.format)
     test = read_split(data.tfds_name, data.tfds_dir, data.test_split, data.format) if data.test_split else []
   elif data.source in ("jsonl", "parquet"):
-    train = load_examples(data.source, data.format, data.train_path)
+    train = load_examples(data.source, data.format, data.train_path) if data.train_path else []
     test = load_examples(data.source, data.format, data.test_path) if data.test_path else []
   else:
     raise ConfigError(f"config.data.source={data.source!r} is not one of task, jsonl, parquet, tfds")
-  if not train:
+  if need_train and not train:
+    if data.source in ("jsonl", "parquet") and not data.train_path:
+      raise DataError("config.data.train_path is not set, and this run trains; set it (a test file alone serves "
+                      "python -m rr.eval)")
     raise DataError("the training set is empty; check config.data")
   if data.rationales_path:
     train = with_teacher_rationales(train, data.rationales_path)

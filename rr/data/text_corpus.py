@@ -123,7 +123,7 @@ def load_text_splits(config, tokenizer) -> tuple[list[Example], list[Example]]:
       raise ConfigError(f"config.data.task={data.task!r} is not a task; choose one of {sorted(tasks.TASKS)}")
     train_docs, test_docs = _task_documents(config, "train", seed), _task_documents(config, "test", seed)
   elif data.source in FILE_SOURCES:
-    train_docs = read_documents(data.source, data.train_path)
+    train_docs = read_documents(data.source, data.train_path) if data.train_path else []
     test_docs = read_documents(data.source, data.test_path) if data.test_path else []
   else:
     raise ConfigError(f"config.data.format='text' reads data.source 'task', 'jsonl' or 'parquet', not "

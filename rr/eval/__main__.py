@@ -12,6 +12,7 @@ Only parses the command line; the work is rr.eval.run. Every user error is one l
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from rr import cli
@@ -57,18 +58,19 @@ def main(argv: list[str] | None = None) -> int:
     if not args.checkpoint:
       raise run.EvalError(f"--checkpoint is required (a run's --workdir or its checkpoints/ directory)\n{USAGE}")
     ks = run.parse_ks(args.k)
-    samples = max(ks) if args.samples is None else args.samples
-    run.check_sampling_flags(ks, samples, args.temperature, args.ece_bins, args.num_examples)
+    run.check_sampling_flags(ks, max(ks) if args.samples is None else args.samples, args.temperature, args.ece_bins,
+                             args.num_examples)
     _, workdir = run.resolve_checkpoint(args.checkpoint)  # a wrong directory is named before the config loads
     if args.config:  # given, it wins over the run's own config.json
       config = load_config(args.config, overrides)
+      overrides = ()
     else:
-      config = run.run_config(workdir, overrides)
-    prepared = run.prepare(args.checkpoint, config, out=args.out, ks=ks, samples=samples,
-                           temperature=args.temperature, ece_bins=args.ece_bins, num_examples=args.num_examples)
-    results = run.evaluate(prepared, ks=ks, samples=samples, temperature=args.temperature, ece_bins=args.ece_bins)
+      config = None  # the run's own, read by rr.eval.run.evaluate
+    out = args.out or os.path.join(workdir, "eval")
+    results = run.evaluate(args.checkpoint, config, k=ks, samples=args.samples, temperature=args.temperature,
+                           num_examples=args.num_examples, ece_bins=args.ece_bins, out=out, overrides=overrides)
     headline = ", ".join(f"{key} {results[key]:.3f}" for key in ("accuracy", *(f"pass@{k}" for k in ks)))
-    print(f"rr.eval: {headline}; wrote {prepared.out}/eval.json and report.md", file=sys.stderr)
+    print(f"rr.eval: {headline}; wrote {os.path.abspath(out)}/eval.json and report.md", file=sys.stderr)
 
   return cli.exit_status(body)
 

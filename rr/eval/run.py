@@ -133,12 +133,14 @@ class Prepared:
 
 
 def prepare(checkpoint: str, config, *, out: str | None, ks: Sequence[int], samples: int, temperature: float,
-            ece_bins: int, num_examples: int | None) -> Prepared:
-  """Every check on user input, cheapest first, before params are read or anything is sampled."""
+            ece_bins: int, num_examples: int | None, writes: bool = True) -> Prepared:
+  """Every check on user input, cheapest first, before params are read or anything is sampled. `writes=False`
+  (rr.eval.load, which writes no report) skips the check of `out`."""
   check_sampling_flags(ks, samples, temperature, ece_bins, num_examples)
   checkpoints_dir, workdir = resolve_checkpoint(checkpoint)
   out = os.path.abspath(out or os.path.join(workdir, "eval"))
-  check_out_dir(out)
+  if writes:
+    check_out_dir(out)
 
   from rr import models
   from rr.checkpoint import Checkpoints
@@ -152,7 +154,7 @@ def prepare(checkpoint: str, config, *, out: str | None, ks: Sequence[int], samp
     config.data.test_size = max(config.data.test_size, want)
     config.data.train_size = 1
   config.data.rationales_path = ""  # teacher records replace train examples only
-  inputs = load_inputs(config)
+  inputs = load_inputs(config, need_train=False)
   if not inputs.test:
     raise EvalError("the config has no test split to evaluate on; set config.data.test_path (a JSONL or Parquet "
                     "file) or, for TFDS data, config.data.test_split")
@@ -311,20 +313,51 @@ def _data_name(data) -> str:
   return data.test_path if data.format == "rationale" else f"{data.test_path} ({data.format})"
 
 
-def evaluate(prepared: Prepared, *, ks: Sequence[int], samples: int, temperature: float, ece_bins: int) -> dict:
-  """Reads the params, samples greedy + n per question, scores, and writes eval.json, report.md and plots."""
-  import time
+def evaluate(checkpoint: str, config=None, *, k: Sequence[int] | str = (1, 4, 16), samples: int | None = None,
+             temperature: float = 1.0, num_examples: int | None = None, ece_bins: int = 10, out: str | None = None,
+             overrides=None) -> dict:
+  """Evaluates `checkpoint` (a run's workdir, an rr checkpoints directory or a Hugging Face model directory) as
+  `python -m rr.eval` does, and returns the metrics it writes to eval.json.
 
+  `config` is a ConfigDict, a `configs/<name>.py[:arg]` spec, or None for the config the run wrote into its
+  workdir; `overrides` ({"eval.batch_size": 8} or [(key, value)]) are applied to it as the command line's
+  --config.KEY=VALUE are.
+  `samples` defaults to the largest k; `out` to <run workdir>/eval/ (an existing report is never overwritten).
+  """
+  ks = parse_ks(k) if isinstance(k, str) else [int(x) for x in k]
+  samples = max(ks) if samples is None else samples
+  check_sampling_flags(ks, samples, temperature, ece_bins, num_examples)
+  config = checkpoint_config(checkpoint, config, overrides)
+  prepared = prepare(checkpoint, config, out=out, ks=ks, samples=samples, temperature=temperature,
+                     ece_bins=ece_bins, num_examples=num_examples)
+  return evaluate_prepared(prepared, ks=ks, samples=samples, temperature=temperature, ece_bins=ece_bins)
+
+
+def checkpoint_config(checkpoint: str, config=None, overrides=None):
+  """The config to read `checkpoint` with: `config` (a ConfigDict, copied, or a configs/<name>.py[:arg] spec) or,
+  when None, the one its run wrote (run_config); `overrides` ({key: value} or [(key, value)]) applied."""
+  from rr.config import apply_overrides, load_config
+
+  _, workdir = resolve_checkpoint(checkpoint)  # a wrong directory is named before the config loads
+  pairs = [(key, str(value)) for key, value in dict(overrides or {}).items()]
+  if config is None:
+    return run_config(workdir, pairs)
+  if isinstance(config, str):
+    return load_config(config, pairs)
+  config = config.copy_and_resolve_references()
+  if pairs:
+    apply_overrides(config, pairs)
+  return config
+
+
+def read_params(prepared: Prepared):
+  """The checkpoint's params as host arrays: an rr checkpoint's (a LoRA run's merged) or a Hugging Face
+  directory's."""
   import jax
 
-  from rr import models, sharding
+  from rr import models
   from rr.checkpoint import Checkpoints
-  from rr.config import ConfigError
-  from rr.eval import report
-  from rr.sampler import Greedy, Sampler, Sampling
 
-  start = time.time()
-  config, tokenizer, examples = prepared.config, prepared.tokenizer, prepared.examples
   if prepared.step is None:  # a Hugging Face directory
     try:
       params = models.from_hf(prepared.checkpoints_dir)[1]
@@ -334,13 +367,35 @@ def evaluate(prepared: Prepared, *, ks: Sequence[int], samples: int, temperature
     checkpoints = Checkpoints(prepared.checkpoints_dir)
     params = checkpoints.policy_params(prepared.step)  # a LoRA run's merged
     checkpoints.close()
+  return jax.tree.map(np.asarray, params)
+
+
+def make_sampler(config, model_cfg, tokenizer):
+  """The Sampler a run's config asks for: its mesh and sharding rules, the tokenizer's eos and pad ids."""
+  from rr import sharding
+  from rr.config import ConfigError
+  from rr.sampler import Sampler
+
   try:
     mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
   except ValueError as e:
     raise ConfigError(f"config.mesh: {e}") from e
   with sharding.rules_from_config(config):  # the sampler decodes by the run's rules
-    sampler = Sampler(prepared.model_cfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, mesh=mesh)
-  params = jax.tree.map(np.asarray, params)
+    return Sampler(model_cfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, mesh=mesh)
+
+
+def evaluate_prepared(prepared: Prepared, *, ks: Sequence[int], samples: int, temperature: float,
+                      ece_bins: int) -> dict:
+  """Reads the params, samples greedy + n per question, scores, and writes eval.json, report.md and plots."""
+  import time
+
+  from rr.eval import report
+  from rr.sampler import Greedy, Sampling
+
+  start = time.time()
+  config, tokenizer, examples = prepared.config, prepared.tokenizer, prepared.examples
+  params = read_params(prepared)
+  sampler = make_sampler(config, prepared.model_cfg, tokenizer)
 
   kwargs = dict(max_new_tokens=config.eval.max_new_tokens, batch_size=config.eval.batch_size, seed=config.seed)
   print(f"rr.eval: {prepared.checkpoints_dir}/{prepared.step or ''}: {len(examples)} questions, greedy + {samples} "

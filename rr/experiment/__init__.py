@@ -324,12 +324,8 @@ def _evaluate(item: Run, spec: PassAtK) -> None:
   out = os.path.join(target, "eval" if not taken else f"eval.{_eval_number(taken[-1]) + 1}")
   config = eval_run.run_config(target)
   overrides = list(spec.overrides(config) if callable(spec.overrides) else spec.overrides)
-  if overrides:
-    from rr.config import apply_overrides
-    apply_overrides(config, overrides)
-  prepared = eval_run.prepare(target, config, out=out, ks=ks, samples=samples, temperature=spec.temperature,
-                              ece_bins=10, num_examples=spec.num_examples or None)
-  found = eval_run.evaluate(prepared, ks=ks, samples=samples, temperature=spec.temperature, ece_bins=10)
+  found = eval_run.evaluate(target, config, k=ks, samples=samples, temperature=spec.temperature,
+                            num_examples=spec.num_examples or None, out=out, overrides=overrides)
   passes = ", ".join(f"pass@{k} {found[f'pass@{k}']:.3f}" for k in ks)
   say(f"  {item.name}: evaluated in {found['seconds']:.0f} s: {passes} ({out})")
 
