@@ -192,13 +192,15 @@ def _choice_lines(confusion: dict | None) -> list[str]:
 
 def write_plots(out: str, results: dict, lengths: dict[str, Sequence[int]]) -> dict[str, str]:
   """pass_at_k.png, lengths.png, and reliability.png when some completion stated a confidence."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  from matplotlib.figure import Figure  # not pyplot: a notebook's own backend and figures stay as they were
+
+  def subplots(figsize):
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots()
 
   paths = {}
   r, ks = results, results.get("ks", [])
-  fig, ax = plt.subplots(figsize=(5, 3.5))
+  fig, ax = subplots(figsize=(5, 3.5))
   for name, label in (("pass", "pass@k"), ("maj", "maj@k"), ("cot_pass", "CoT-pass@k")):
     if all(f"{name}@{k}" in r for k in ks):
       ax.plot(ks, [r[f"{name}@{k}"] for k in ks], marker="o", label=label)
@@ -213,7 +215,7 @@ def write_plots(out: str, results: dict, lengths: dict[str, Sequence[int]]) -> d
 
   bins = [b for b in r.get("calibration", {}).get("bins", []) if b["count"]]
   if bins:
-    fig, ax = plt.subplots(figsize=(4, 4))
+    fig, ax = subplots(figsize=(4, 4))
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
     width = bins[0]["hi"] - bins[0]["lo"]
     ax.bar([b["lo"] for b in bins], [b["accuracy"] for b in bins], width=width, align="edge", alpha=0.7,
@@ -229,7 +231,7 @@ def write_plots(out: str, results: dict, lengths: dict[str, Sequence[int]]) -> d
     ax.legend(loc="upper left", fontsize=8)
     paths["reliability.png"] = _save(fig, os.path.join(out, "reliability.png"))
 
-  fig, ax = plt.subplots(figsize=(5, 3.5))
+  fig, ax = subplots(figsize=(5, 3.5))
   for name in ("greedy", "sampled"):
     values = list(lengths.get(name, []))
     if len(values):
@@ -242,11 +244,8 @@ def write_plots(out: str, results: dict, lengths: dict[str, Sequence[int]]) -> d
 
 
 def _save(fig, path: str) -> str:
-  import matplotlib.pyplot as plt
-
   fig.tight_layout()
   png = io.BytesIO()
   fig.savefig(png, format="png", dpi=100)
-  plt.close(fig)
   files.write_new(path, png.getvalue())
   return path

@@ -159,11 +159,7 @@ def plot(experiment, directory: str, runs, key: str) -> str | None:
   curves = [(item, curve(item.directory, key)) for item in runs]
   if not any(points for _, points in curves):
     return None
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  fig, ax = plt.subplots(figsize=(6.4, 4.0))
+  fig, ax = new_plot()
   for number, method in enumerate(experiment.methods):
     mine = [points for item, points in curves if item.method.name == method.name and points]
     colour = f"C{number % 10}"
@@ -180,11 +176,17 @@ def plot(experiment, directory: str, runs, key: str) -> str | None:
   return name
 
 
+def new_plot(figsize=(6.4, 4.0)):
+  """(figure, axes) drawn without pyplot, so a notebook's backend and its own figures stay as they were."""
+  from matplotlib.figure import Figure
+
+  fig = Figure(figsize=figsize)
+  return fig, fig.subplots()
+
+
 def save_plot(fig, ax, path: str, xlabel: str, ylabel: str, title: str, legend_size: int = 8, dpi: int = 100) -> str:
   """Labels, a grid and the legend on `ax`, then `fig` written to `path` atomically (a reader never sees half a
-  PNG) and closed: the last lines every experiment plot shares. Returns `path`."""
-  import matplotlib.pyplot as plt
-
+  PNG): the last lines every experiment plot shares. Returns `path`."""
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
   ax.set_title(title)
@@ -193,7 +195,6 @@ def save_plot(fig, ax, path: str, xlabel: str, ylabel: str, title: str, legend_s
   fig.tight_layout()
   tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp.{os.getpid()}")
   fig.savefig(tmp, dpi=dpi, format="png")
-  plt.close(fig)
   os.replace(tmp, path)
   return path
 

@@ -95,13 +95,12 @@ class MetricWriter:
     path = os.path.join(self.workdir, "curves.png")
     if not self.enabled:
       return path
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: a notebook's own backend and figures stay as they were
 
     rows = self.rows()
     present = [k for k in keys if any(k in r for r in rows)]
-    fig, axes = plt.subplots(1, max(len(present), 1), figsize=(4.5 * max(len(present), 1), 3.4), squeeze=False)
+    fig = Figure(figsize=(4.5 * max(len(present), 1), 3.4))
+    axes = fig.subplots(1, max(len(present), 1), squeeze=False)
     for ax, key in zip(axes[0], present):
       points = sorted((r["step"], r[key]) for r in rows if key in r)
       ax.plot([p[0] for p in points], [p[1] for p in points], marker="." if len(points) < 30 else None)
@@ -111,7 +110,6 @@ class MetricWriter:
     fig.tight_layout()
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=100)
-    plt.close(fig)
     files.write_atomic(path, png.getvalue())
     return path
 
