@@ -254,6 +254,9 @@ def test_score_rewards_keeps_good_rows(example):
   assert "parser choked" in failures[0].error
   metrics = rewards.reward_metrics(fns, r, valid)
   assert metrics["rewards/correctness/mean"] == 1.0 and metrics["rewards/invalid_frac"] == 0.5
+  # /std is TRL's: ddof 1. Rewards 1, 0, 0: mean 1/3, squared deviations 4/9 + 1/9 + 1/9 over 3 - 1 -> 1/3.
+  three = rewards.reward_metrics(fns[:1], np.array([[1.0], [0.0], [0.0]]), np.ones(3, bool))
+  assert three["rewards/correctness/std"] == pytest.approx(np.sqrt(1 / 3))
 
 
 def test_token_rewards_are_jitted_over_ids_and_can_carry_params(example):

@@ -207,12 +207,13 @@ def score_rewards(reward_fns: Sequence[TextReward | TokenReward], prompts: Seque
 
 def reward_metrics(reward_fns: Sequence[TextReward], rewards_NxK: np.ndarray,
                    valid_N: np.ndarray) -> dict[str, float]:
-  """TRL-named `rewards/<name>/mean` and `/std` over the valid rows, plus `rewards/invalid_frac`."""
+  """TRL-named `rewards/<name>/mean` and `/std` over the valid rows (the std with ddof 1, as TRL's nanstd; NaN
+below two rows), plus `rewards/invalid_frac`."""
   rewards_NxK, valid_N = np.asarray(rewards_NxK), np.asarray(valid_N, bool)
   metrics = {"rewards/invalid_frac": float(1.0 - valid_N.mean()) if valid_N.size else 0.0}
   for k, reward_fn in enumerate(reward_fns):
     column = rewards_NxK[valid_N, k]
     name = reward_name(reward_fn)
     metrics[f"rewards/{name}/mean"] = float(column.mean()) if column.size else float("nan")
-    metrics[f"rewards/{name}/std"] = float(column.std()) if column.size else float("nan")
+    metrics[f"rewards/{name}/std"] = float(column.std(ddof=1)) if column.size > 1 else float("nan")
   return metrics
