@@ -776,6 +776,17 @@ def is_run_config_file(path: str) -> bool:
   return isinstance(data, dict) and "trainer" in data and isinstance(data.get("data"), dict)
 
 
+def check_workdir_trainer(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """A workdir resumes its own run: another trainer there (a GRPO config on a finished SFT run's workdir) would
+  restore that run's checkpoints and train nothing, so it is a ConfigError naming both and the fix."""
+  existing = run_config_files(workdir)
+  old = read_json_or_none(existing[-1]) if existing else None
+  if isinstance(old, dict) and old.get("trainer") != config.trainer:
+    raise ConfigError(f"--workdir {workdir} holds a {old.get('trainer')!r} run ({existing[-1]}), and this config's "
+                      f"trainer is {config.trainer!r}: a workdir resumes its own run only. Pass a new --workdir (to "
+                      f"start from that run: --config.init_checkpoint={workdir})")
+
+
 def save_run_config(config: ml_collections.ConfigDict, workdir: str) -> str:
   """Writes the resolved `config` into `workdir` so a run says what it ran with and `rr.eval` needs no
   --config; returns the path that holds it.
@@ -783,7 +794,8 @@ def save_run_config(config: ml_collections.ConfigDict, workdir: str) -> str:
   The first run writes config.json. A resume whose config equals the newest one written changes nothing. One
   that differs (a longer `train.steps` is the common case) is legitimate, but rr never rewrites a user's
   files: config.json stays as it was, the new config goes beside it as config.2.json (then config.3.json,
-  ...), and stderr names the keys that changed. rr.eval reads the newest.
+  ...), and stderr names the keys that changed. rr.eval reads the newest. Another trainer in the same workdir is
+  refused before any work (check_workdir_trainer).
   """
   import sys
 

@@ -1,7 +1,8 @@
 """`python -m rr.main --config configs/<x>.py[:arg] [--config.a.b=value ...] [--workdir DIR]`.
 
 Only parses the command line and calls the trainer the config names, so the same `train.run(config,
-workdir)` runs from a notebook. Every user error ends here as one line on stderr and exit status 2.
+workdir)` runs from a notebook. Every user error ends here as one line on stderr and exit status 2; a run stopped
+by a non-finite loss or gradient exits 1 (its last good checkpoint kept), a finished or interrupted one 0.
 """
 
 from __future__ import annotations
@@ -62,7 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("RR_DISTRIBUTED") == "1":  # set by launch/: one process per host or GPU
       initialize_distributed()
     from rr import train  # imported late: jax start-up is not needed to report a config typo
-    train.run(config, files.absolute(workdir))
+    summary = train.run(config, files.absolute(workdir))
+    if summary.get("failed"):  # a non-finite step stopped it: the loop said which term; a script must see it too
+      print("rr: the run stopped on a non-finite step (see above); exit status 1", file=sys.stderr)
+      return 1
+    return 0
 
   return cli.exit_status(body)
 

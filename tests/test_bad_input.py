@@ -120,6 +120,28 @@ def test_jsonl_job_trains_and_scores_by_exact_match(tmp_path, capsys):
   assert summary["eval/num_examples"] == 8 and "eval/step_accuracy" not in summary
 
 
+def test_a_run_stopped_by_a_non_finite_step_exits_1_with_its_good_checkpoint(tmp_path, capsys):
+  """lr 1e30 without clipping: the loop names the term and stops; the command says so with its exit status."""
+  workdir = tmp_path / "w"
+  code, err = run_main(capsys, "--config", f"{SFT}:runlocal", "--config.optim.lr=1e30", "--config.optim.clip_norm=0",
+                       "--config.train.eval_every=0", "--workdir", str(workdir))
+  assert code == 1 and "non-finite" in err and "exit status 1" in err
+  with open(workdir / "summary.json") as f:
+    summary = json.load(f)
+  assert summary["failed"] is True and summary["finished"] is False
+  assert os.listdir(workdir / "checkpoints") == [str(summary["step"])]
+
+
+def test_another_trainer_on_a_runs_workdir_is_refused_before_work(sft_workdir, capsys):
+  """A GRPO config on a finished SFT run's workdir would restore its checkpoints and train nothing."""
+  before = tree_digest(sft_workdir)
+  grpo = os.path.join(ROOT, "configs", "grpo.py")
+  code, err = run_main(capsys, "--config", f"{grpo}:runlocal", "--workdir", sft_workdir)
+  assert code == 2 and err.count("\n") == 1
+  assert "holds a 'sft' run" in err and "trainer is 'grpo'" in err and f"--config.init_checkpoint={sft_workdir}" in err
+  assert tree_digest(sft_workdir) == before
+
+
 def test_reward_weights_that_pay_for_wrong_answers_are_refused_before_work(tmp_path, capsys):
   # The old calibration reward at correctness's weight: expected reward falls with accuracy below p = 0.25.
   grpo_config = os.path.join(ROOT, "configs", "grpo.py")

@@ -30,6 +30,8 @@ def run(config, workdir: str, **kwargs) -> dict:
   """Runs the trainer named by `config.trainer` in `workdir` and returns its summary (a dict of scalars), with
   config.mesh.rules in force for every sharding it builds (rr.sharding.rules_from_config)."""
   from rr import sharding
+  from rr.config import check_workdir_trainer
 
+  check_workdir_trainer(config, workdir)
   with sharding.rules_from_config(config):
     return trainer(config.trainer)(config, workdir, **kwargs)

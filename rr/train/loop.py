@@ -179,7 +179,7 @@ def run_loop(trainer: Trainer, state: dict, workdir: str, config, checkpoints, r
     last_eval = trainer.evaluate(policy_params(state))
     if last_eval:
       writer.write(step, last_eval)
-  summary = {"step": step, "finished": not interrupted, "wall_seconds": time.time() - start,
+  summary = {"step": step, "finished": not interrupted, "failed": failed, "wall_seconds": time.time() - start,
              "num_params": count_params(state["params"]), **last_train, **last_eval, **trainer.totals()}
   if "eval/accuracy_initial" in first_eval:
     summary["eval/accuracy_initial"] = first_eval["eval/accuracy_initial"]

@@ -89,6 +89,7 @@ def run(config, workdir: str, should_stop: Callable[[int], bool] | None = None) 
     if not result.get("finished"):
       break
   summary["finished"] = len(results) == len(stages) and bool(results[-1].get("finished"))
+  summary["failed"] = any(bool(r.get("failed")) for r in results)
   summary["wall_seconds"] = sum(float(r.get("wall_seconds", 0.0)) for r in results)
   if len(results) == len(stages):  # the last stage ran: the job's result is its result, from where it started
     summary.update({k: results[-1][k] for k in ("eval/accuracy", "eval/step_accuracy") if k in results[-1]})
