@@ -105,6 +105,24 @@ def test_a_hugging_face_directory_loads_with_equal_params_and_its_vocabulary_is_
     load_frozen(str(tmp_path / "hf"), mesh, vocab_size=VOCAB + 5)
 
 
+def test_a_directory_whose_own_tokenizer_is_another_is_refused(tmp_path):
+  """More embedding rows than the run's ids pass the row check, but the directory's tokenizer files say which
+  tokenizer it was trained with: another vocabulary is refused, the same one loads."""
+  from rr.data import HFTokenizer
+  from test_tokenizers import build_hf_tokenizer
+
+  path = tmp_path / "hf"
+  cfg = models.model_config("nano", vocab_size=320)
+  models.to_hf(cfg, jax.tree.map(np.asarray, models.init_params(cfg, jax.random.key(2))), str(path))
+  build_hf_tokenizer(path)
+  own = HFTokenizer.from_dir(str(path)).vocab_size
+  assert own < 320 and own != VOCAB
+  with pytest.raises(ConfigError, match=rf"config.distill.teacher=.*comes with a tokenizer of {own} ids.*"
+                                        rf"vocab_size={VOCAB}"):
+    load_frozen(str(path), sharding.make_mesh(), vocab_size=VOCAB, what="config.distill.teacher")
+  assert load_frozen(str(path), sharding.make_mesh(), vocab_size=own).model_cfg.vocab_size == 320
+
+
 def test_a_path_that_holds_no_model_is_named(tmp_path):
   mesh = sharding.make_mesh()
   with pytest.raises(ConfigError, match=r"config.rl.reference='.*missing' is not a directory"):

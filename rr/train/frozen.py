@@ -76,6 +76,18 @@ def _load_rr(path: str, mesh, vocab_size: int, dtype: str, what: str) -> Frozen:
   return Frozen(cfg, params, shardings, models.Decoder(cfg))
 
 
+def _directory_vocab(path: str) -> int | None:
+  """The vocabulary of a Hugging Face directory's own tokenizer; None when it holds no tokenizer files."""
+  from rr.data import DataError, HFTokenizer
+
+  if not any(os.path.isfile(os.path.join(path, name)) for name in ("tokenizer.json", "tokenizer_config.json")):
+    return None
+  try:
+    return HFTokenizer.from_dir(path).vocab_size
+  except DataError as e:
+    raise ConfigError(f"the frozen model's directory {path!r} has unreadable tokenizer files: {e}") from e
+
+
 def _load_hf(path: str, mesh, vocab_size: int, dtype: str, what: str) -> Frozen:
   try:
     cfg = models.hf_io.config_from_hf(models.hf_io.read_config(path), dtype)
@@ -85,6 +97,12 @@ def _load_hf(path: str, mesh, vocab_size: int, dtype: str, what: str) -> Frozen:
     raise ConfigError(f"{what}={path!r} has vocab_size={cfg.vocab_size} embedding rows, fewer than this run's "
                       f"tokenizer's vocab_size={vocab_size} ids; a frozen model must share the run's tokenizer, "
                       "so use the tokenizer that came with the model or another model made for this tokenizer")
+  own = _directory_vocab(path)  # a directory with its tokenizer says which one it was trained with
+  if own is not None and own != vocab_size:
+    raise ConfigError(f"{what}={path!r} comes with a tokenizer of {own} ids, and this run's tokenizer has "
+                      f"vocab_size={vocab_size}; a frozen model must share the run's tokenizer: train with that "
+                      "tokenizer (config.tokenizer.kind=hf, config.tokenizer.path=the directory) or pick a model "
+                      "made for this one")
   shardings = sharding.logical_to_shardings(models.param_logical_axes(cfg), mesh)
   try:
     params = models.from_hf(path, dtype=dtype, shardings=shardings)[1]
