@@ -21,7 +21,7 @@ questions:
 Every method shares the plain recipe, so a row of an experiment differs from `grpo` by its method only. The one
 change to configs/grpo.py:mixed is the reward: correctness alone, without the 0.1 format reward. From an SFT start
 that samples few right answers, the format reward is the only signal in an all-failed group, and its
-group-normalised advantages move the policy without regard to the answer (README, the distillation grid's GRPO
+group-normalised advantages move the policy without regard to the answer (docs/results.md, the distillation grid's GRPO
 rows); without it an all-failed group has no signal at all, the case these methods are for.
 """
 

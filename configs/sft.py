@@ -1,7 +1,7 @@
 """SFT from scratch on program-written rationales for 3-digit addition (the embedded default task).
 
 `python -m rr.main --config configs/sft.py --workdir /tmp/sft`; `:runlocal` shrinks it to seconds.
-Bar: >= 90% held-out eval/accuracy within 10 minutes on a 2-core CPU (README has the measured curve).
+Bar: >= 90% held-out eval/accuracy within 10 minutes on a 2-core CPU (docs/results.md has the measured curve).
 `:mixed` is issue 14's harder task: addition of 1 to 6 digits, each question's level drawn uniformly, with
 held-out accuracy per level (eval/accuracy/difficulty_<d>). `:mixed,task=countdown` draws 4-6 source numbers,
 `:mixed,task=strings` composition depths 1-5 (MIXED_TASKS).

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Reproduces the README's distil-then-reinforce tables over several seeds. For each seed: the default job
-# (SFT on 300 rationales, then GRPO), then SFT alone on the same 300 rationales for the same wall time (its
+# Reproduces the distil-then-reinforce tables (README, docs/results.md) over several seeds. For each seed: the
+# default job (SFT on 300 rationales, then GRPO), then SFT alone on the same 300 rationales for the same wall time (its
 # steps = the job's wall time / the SFT stage's seconds per step, measured in this run), then python -m rr.eval
 # on both stages of the job (reports in each stage's eval/). Prints the tables as mean +- std over seeds and
 # the per-seed numbers (experiments/summarize_distil_then_reinforce.py).
@@ -27,7 +27,7 @@ for seed in $seeds; do
     --config.data.train_size=300 --config.train.steps="$steps" --config.train.eval_every=300 \
     --config.train.checkpoint_every="$steps" --workdir "$run/sft_same_budget"
   echo $(( $(date +%s) - start )) > "$run/sft_same_budget_wall_seconds"
-  for stage in sft grpo; do  # pass@k, maj@k and CoT-pass@k of each stage (README: "Evaluate a checkpoint")
+  for stage in sft grpo; do  # pass@k, maj@k and CoT-pass@k of each stage (docs/guide.md: "Evaluate a checkpoint")
     python -m rr.eval --checkpoint "$run/default/$stage" --config configs/default.py --config.seed="$seed" \
       --k 1,2,4,8,16 --samples 16
   done

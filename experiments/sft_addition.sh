@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the README's SFT figures: trains configs/sft.py, times the whole command, and copies the
+# Reproduces the SFT figures of docs/results.md: trains configs/sft.py, times the whole command, and copies the
 # curves next to this script. Usage: bash experiments/sft_addition.sh [WORKDIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."

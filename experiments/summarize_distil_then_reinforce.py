@@ -1,5 +1,6 @@
-"""Prints the README's distil-then-reinforce tables from the runs of experiments/distil_then_reinforce.sh:
-mean +- std (population) over seeds, then each seed's numbers, so the spread is in plain view.
+"""Prints the distil-then-reinforce tables of the README and docs/results.md from the runs of
+experiments/distil_then_reinforce.sh: mean +- std (population) over seeds, then each seed's numbers, so the spread
+is in plain view.
 
 Usage: python experiments/summarize_distil_then_reinforce.py DIR SEED [SEED ...]
 """

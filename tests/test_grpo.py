@@ -114,7 +114,8 @@ def test_grpo_run_from_an_sft_checkpoint_reports_trl_style_metrics(grpo_run, sft
   assert summary["finished"] and summary["step"] == 12
   for key in ("eval/accuracy_initial", "eval/accuracy", "train/rewards/length/mean", "train/rewards/correctness/std",
               "train/frac_reward_zero_std", "train/completions/mean_length", "train/completions/max_length",
-              "train/clip_ratio/region_mean", "train/clip_ratio/low_mean", "train/clip_ratio/high_mean", "train/entropy", "train/kl",
+              "train/clip_ratio/region_mean", "train/clip_ratio/low_mean", "train/clip_ratio/high_mean",
+              "train/entropy", "train/kl",
               "train/grad_norm", "train/logprob_gap_max", "train/seconds_sampling", "train/tokens_per_s"):
     assert key in summary, key
   rows = [r for r in read_metrics(os.path.join(workdir, "metrics.jsonl")) if "train/loss" in r]
@@ -127,7 +128,8 @@ def test_grpo_run_from_an_sft_checkpoint_reports_trl_style_metrics(grpo_run, sft
   assert read_run_config(os.path.join(workdir, "config.json")).to_dict() == grpo_config(sft_workdir).to_dict()
   # train/learning_rate is the schedule's value at each logged step (read when logged, not every step).
   schedule = learning_rate_schedule(grpo_config(sft_workdir).optim, 12)
-  assert [r["train/learning_rate"] for r in rows] == pytest.approx([float(schedule(s - 1)) for s in range(1, 13)], rel=1e-6)
+  want_lr = [float(schedule(s - 1)) for s in range(1, 13)]
+  assert [r["train/learning_rate"] for r in rows] == pytest.approx(want_lr, rel=1e-6)
   # num_tokens (TRL's): the running count of prompt and completion tokens trained on. Every runlocal question is
   # two 3-digit numbers, so each step adds the same prompt tokens on top of its completions.
   rl = grpo_config(sft_workdir).rl

@@ -90,7 +90,8 @@ def test_per_token_advantages_clip_and_weigh_each_token_on_its_own():
   loss, m, grad = _loss_and_grad(cfg, logp, np.zeros((1, 3), np.float32), adv, np.ones((1, 3), np.float32))
   # -min(rho*A, clip(rho)*A): -min(1.5, 1.2) = -1.2; -min(-0.5, -0.8) = 0.8; -min(2.2, 2.2) = -2.2.
   assert loss == pytest.approx((-1.2 + 0.8 - 2.2) / 3, rel=1e-6)
-  assert float(m["clip_ratio/high_mean"]) == pytest.approx(1 / 3) and float(m["clip_ratio/low_mean"]) == pytest.approx(1 / 3)
+  assert float(m["clip_ratio/high_mean"]) == pytest.approx(1 / 3)
+  assert float(m["clip_ratio/low_mean"]) == pytest.approx(1 / 3)
   # Tokens 0 and 1 take the clipped branch (no gradient); token 2: -A * rho / 3.
   np.testing.assert_allclose(grad, [[0.0, 0.0, -2.0 * 1.1 / 3]], rtol=1e-5, atol=1e-7)
   # A per-token advantage that is constant along each row is the per-sequence one.
@@ -217,7 +218,8 @@ def test_policy_loss_jits():
   f = jax.jit(lambda lp, old, a, m, ref: policy_loss(lp, old, a, m, cfg, ref_logp_BxT=ref))
   loss, metrics = f(jnp.zeros((2, 3)), jnp.zeros((2, 3)), jnp.ones(2), jnp.ones((2, 3)), jnp.zeros((2, 3)))
   assert float(loss) == pytest.approx(-1.0)
-  assert set(metrics) == {"pg_loss", "kl", "clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean", "ratio_mean"}
+  assert set(metrics) == {"pg_loss", "kl", "clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean",
+                          "ratio_mean"}
 
 
 def test_clipped_value_loss():

@@ -115,7 +115,8 @@ def test_grpo_takes_privileged_kd_next_to_its_surrogate(sft_workdir, tmp_path):
   rows = [r for r in read_metrics(str(tmp_path / "grpo" / "metrics.jsonl")) if "train/privileged_kd" in r]
   assert summary["finished"] and [r["step"] for r in rows] == [1, 2]
   assert all(np.isfinite(r["train/loss"]) and r["train/privileged_kd"] > 0 for r in rows)
-  assert all("train/clip_ratio/region_mean" in r or "train/entropy" in r for r in rows)  # the surrogate's own metrics too
+  # the surrogate's own metrics too
+  assert all("train/clip_ratio/region_mean" in r or "train/entropy" in r for r in rows)
 
 
 def test_grpo_scores_its_rollouts_with_a_frozen_teacher_under_kd(sft_workdir, tmp_path):
